@@ -1,0 +1,57 @@
+"""What the data side of a run needs, as one frozen dataclass passed explicitly (never a global)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipeline.constants import CROP_SIZE, PCA_ALPHA_STD
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how to turn them into batches.
+
+    Attributes:
+        root: folder the paths in the file lists are relative to (prepare's ROOT, or its --resized-root).
+        train_list, val_list: DALI file lists written by `imagenet-tools prepare`.
+        pca: pca.json from `imagenet-tools compute-pca`; None uses the published ImageNet constants.
+        batch_size: images per batch per process.
+        device: "gpu" decodes with nvJPEG ("mixed") and runs GPU ops; "cpu" runs the same graph on CPU ops.
+        device_id: CUDA device of the graph (None: a CPU-only DALI pipeline, no CUDA needed).
+        backend: "dali" (pipeline.graphs) or "pil" (PyTorch DataLoader + PIL, the baseline).
+        num_threads: DALI CPU threads, or DataLoader workers for backend "pil".
+        normalize: "mean" subtracts the mean (the paper), "meanstd" also divides by the std.
+        layout: "NCHW", or "NHWC" to feed a channels_last model without a copy.
+        dtype: "float32" or "float16" output.
+        pca_alpha_std: std of the lighting coefficients alpha (paper: 0.1; 0 turns lighting off).
+        train_last_batch: "drop" the incomplete last training batch, or "fill" it from the next epoch.
+        seed: seeds the reader's shuffle and the augmentations.
+        prefetch: DALI prefetch queue depth.
+        hw_decoder_load: share of JPEG decoding sent to the A100/H100 hardware decoder (mixed decoder).
+        device_memory_padding, host_memory_padding: nvJPEG buffer growth steps in bytes.
+        preallocate_width_hint, preallocate_height_hint: expected image size for nvJPEG's buffers.
+    """
+
+    root: Path
+    train_list: Path | None = None
+    val_list: Path | None = None
+    pca: Path | None = None
+    batch_size: int = 128
+    device: Literal["cpu", "gpu"] = "cpu"
+    device_id: int | None = None
+    backend: Literal["dali", "pil"] = "dali"
+    num_threads: int = 2
+    normalize: Literal["mean", "meanstd"] = "mean"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "float16"] = "float32"
+    crop: int = CROP_SIZE
+    pca_alpha_std: float = PCA_ALPHA_STD
+    train_last_batch: Literal["drop", "fill"] = "drop"
+    seed: int = 0
+    prefetch: int = 2
+    hw_decoder_load: float = 0.65
+    device_memory_padding: int = 211025920
+    host_memory_padding: int = 140544512
+    preallocate_width_hint: int = 0
+    preallocate_height_hint: int = 0

@@ -1,0 +1,62 @@
+"""Shared fixtures: small generated JPEG trees in a temp folder (no downloads, no repository data)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# The device for tests, taken from one place.
+HAS_CUDA = torch.cuda.is_available()
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device; this machine has none")
+
+CLASSES = ("n01440764", "n02102040", "n02979186")
+
+
+def textured_image(rng: np.random.Generator, width: int, height: int, class_index: int) -> Image.Image:
+    """A photo-like RGB image: smooth colour gradients plus noise, tinted by class."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [
+            128 + 100 * np.sin(xx / (9 + 7 * class_index) + rng.uniform(0, 6)),
+            128 + 100 * np.cos(yy / (11 + 5 * class_index) + rng.uniform(0, 6)),
+            128 + 80 * np.sin((xx + yy) / (13 + 3 * class_index)),
+        ],
+        axis=-1,
+    )
+    base += rng.normal(0, 12, size=base.shape)
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+
+
+def write_image_tree(
+    root: Path, per_class: dict[str, int], classes: tuple[str, ...] = CLASSES, seed: int = 0
+) -> dict[str, list[Path]]:
+    """Write `root/<split>/<class>/<class>_<i>.JPEG` with `per_class[split]` images per class.
+
+    Sizes vary (shorter side 160-400, both orientations) so resize and crop are exercised.
+    Returns the written paths per split.
+    """
+    rng = np.random.default_rng(seed)
+    written: dict[str, list[Path]] = {}
+    for split, count in per_class.items():
+        written[split] = []
+        for class_index, wnid in enumerate(classes):
+            folder = root / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                short, long = int(rng.integers(160, 400)), int(rng.integers(400, 520))
+                width, height = (long, short) if i % 2 == 0 else (short, long)
+                path = folder / f"{wnid}_{i}.JPEG"
+                textured_image(rng, width, height, class_index).save(path, quality=90)
+                written[split].append(path)
+    return written
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """A 3-class ImageFolder tree: train/ with 6 images per class, val/ with 3."""
+    root = tmp_path / "imagenet"
+    write_image_tree(root, {"train": 6, "val": 3})
+    return root

@@ -1,0 +1,1 @@
+"""Command-line tools (`imagenet-tools ...`). Nothing imports this package."""
