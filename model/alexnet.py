@@ -1,0 +1,125 @@
+"""The networks: the paper's two-tower AlexNet (shared PAPER.md §3) and torchvision's one-tower variant.
+
+`alexnet` is the paper's Figure 2 on one device: the towers are the two groups of the grouped convolutions
+(conv2, conv4, conv5 read only their own tower's maps), while conv3 and the FC layers read both towers.
+Output channels [0, C/2) of every layer are tower 1, [C/2, C) tower 2; model/towers.py splits the same
+tensors across two devices, so a state dict moves freely between the two.
+
+Input size: the paper says 224x224, which does not give 55x55 after an 11x11 stride-4 kernel. cuda-convnet
+let the last window hang past the edge; we do the equivalent: pad a 224 input by 3 pixels right and bottom
+to 227 (zeros, i.e. the mean after mean subtraction), then convolve without padding: (227 - 11) / 4 + 1 = 55.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# §3.3 local response normalisation, b = a / (k + alpha/n * sum a^2)^beta over n = 5 channels. The paper
+# writes alpha without the 1/n; cuda-convnet2 (the authors' own code) divides by n, which is exactly what
+# torch's LocalResponseNorm does, so these are the paper's constants with the authors' semantics.
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
+# §3.4 overlapping pooling: z = 3, s = 2.
+POOL_KERNEL, POOL_STRIDE = 3, 2
+# §4.2 dropout probability in fc6 and fc7.
+DROPOUT = 0.5
+# §5 initialisation: weights N(0, 0.01); bias 1 in conv2, conv4, conv5, fc6, fc7 (0 elsewhere).
+INIT_STD = 0.01
+PAPER_BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+# Right/bottom padding that turns a 224 input into cuda-convnet's effective 227.
+INPUT_PAD = 3
+
+ARCHS = ("alexnet", "alexnet_owt")
+
+
+class AlexNet(nn.Module):
+    """The paper's net: 96-256-384-384-256 kernels, 4096-4096-classes neurons, two towers as groups.
+
+    Args:
+        num_classes: outputs of fc8 (1000 for ImageNet).
+        bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 (paper 1.0; Caffe used 0.1).
+    """
+
+    def __init__(self, num_classes: int = 1000, bias_one: float = 1.0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 96, 11, stride=4)
+        self.conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=2)
+        self.conv3 = nn.Conv2d(256, 384, 3, padding=1)
+        self.conv4 = nn.Conv2d(384, 384, 3, padding=1, groups=2)
+        self.conv5 = nn.Conv2d(384, 256, 3, padding=1, groups=2)
+        self.fc6 = nn.Linear(256 * 6 * 6, 4096)
+        self.fc7 = nn.Linear(4096, 4096)
+        self.fc8 = nn.Linear(4096, num_classes)
+        self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+        self.dropout = nn.Dropout(DROPOUT)
+        init_paper(self, bias_one)
+
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, 224|227, 227) -> conv5 pooled maps (N, 256, 6, 6)."""
+        if x.shape[-1] == 224:
+            x = F.pad(x, (0, INPUT_PAD, 0, INPUT_PAD))
+        x = F.max_pool2d(self.lrn(F.relu(self.conv1(x))), POOL_KERNEL, POOL_STRIDE)
+        x = F.max_pool2d(self.lrn(F.relu(self.conv2(x))), POOL_KERNEL, POOL_STRIDE)
+        x = F.relu(self.conv3(x))
+        x = F.relu(self.conv4(x))
+        return F.max_pool2d(F.relu(self.conv5(x)), POOL_KERNEL, POOL_STRIDE)
+
+    def fc7_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (N, 4096), after ReLU: the space of the paper's Figure 4."""
+        x = torch.flatten(self.conv_features(x), 1)
+        x = self.dropout(F.relu(self.fc6(x)))
+        return F.relu(self.fc7(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc8(self.dropout(self.fc7_features(x)))
+
+
+class AlexNetOWT(nn.Module):
+    """torchvision's "one weird trick" AlexNet (64-192-384-256-256, no LRN), with its state-dict keys.
+
+    A local torchvision `alexnet` checkpoint loads into it with `load_state_dict`.
+    """
+
+    def __init__(self, num_classes: int = 1000, bias_one: float | None = None) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(DROPOUT), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+            nn.Dropout(DROPOUT), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        )
+
+    def fc7_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (N, 4096), after ReLU."""
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier[:6](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[6](self.fc7_features(x))
+
+
+def init_paper(model: nn.Module, bias_one: float = 1.0) -> None:
+    """§5: every weight N(0, 0.01); bias `bias_one` in conv2, conv4, conv5, fc6, fc7; 0 elsewhere."""
+    for name, module in model.named_children():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+            nn.init.constant_(module.bias, bias_one if name in PAPER_BIAS_ONE_LAYERS else 0.0)
+
+
+def build_model(arch: str, num_classes: int = 1000, bias_one: float = 1.0) -> nn.Module:
+    """`alexnet` (the paper's) or `alexnet_owt` (torchvision's layout, torchvision's default init)."""
+    if arch == "alexnet":
+        return AlexNet(num_classes, bias_one)
+    if arch == "alexnet_owt":
+        return AlexNetOWT(num_classes)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
