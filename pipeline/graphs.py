@@ -1,0 +1,197 @@
+"""DALI graphs for the paper's preprocessing (§2), training augmentation (§4.1) and 10-crop testing (§6).
+
+One graph per split, and the same graph on both devices: `cfg.device == "gpu"` decodes with nvJPEG
+("mixed") and runs GPU operators; "cpu" runs the CPU operators of the same graph (with
+`device_id=None` no CUDA is needed at all).
+
+    train:    decode -> shorter side 256 -> centre 256x256 -> random 224 crop, flip p=0.5,
+              PCA lighting, normalise (one crop_mirror_normalize)
+    val:      decode -> shorter side 256 -> centre 256x256 -> centre 224 crop, normalise
+    ten_crop: ... centre 256x256 -> 4 corners + centre, and their flips -> (10, C, 224, 224)
+
+`build_pipeline(..., expose=True)` adds the intermediate images and the random parameters drawn per
+image as extra outputs (EXPOSED_OUTPUTS), for `imagenet-tools preview --npz` and the tests.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+
+from pipeline.config import DataConfig
+from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE
+from pipeline.filelist import read_file_list
+from pipeline.lighting import ColourStats, colour_stats, dali_alpha, dali_mean_minus, dali_offset
+
+Split = Literal["train", "val", "ten_crop"]
+SPLITS = ("train", "val", "ten_crop")
+READER_NAME = "Reader"
+OUTPUTS = ("images", "labels")
+# Extra outputs with expose=True. stored: the 256x256 uint8 HWC image; raw: the crop(s) as float32
+# HWC on 0-255 after flip and lighting, before normalisation; crop_x/crop_y: the crop's top-left
+# corner in the 256 image (pixels); flip: 1 if mirrored; alpha: the (3,) lighting coefficients.
+EXPOSED_OUTPUTS = {
+    "train": ("stored", "raw", "crop_x", "crop_y", "flip", "alpha"),
+    "val": ("stored", "raw"),
+    "ten_crop": ("stored", "raw"),
+}
+# §6's ten views as (crop_pos_x, crop_pos_y, mirror), in torchvision's TenCrop order: top-left,
+# top-right, bottom-left, bottom-right, centre, then the same five mirrored.
+TEN_CROP_POSITIONS = tuple(
+    (x, y, mirror) for mirror in (0, 1) for (x, y) in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
+)
+
+
+def split_entries(cfg: DataConfig, split: Split) -> list[tuple[str, int]]:
+    """The (relative path, label) pairs of a split's file list (train_list for train, val_list otherwise)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    list_path = cfg.train_list if split == "train" else cfg.val_list
+    if list_path is None:
+        from pipeline.errors import InputError
+
+        which = "train_list" if split == "train" else "val_list"
+        raise InputError(f"no {which} given for the {split} split; write the lists with `imagenet-tools prepare`")
+    return read_file_list(list_path)
+
+
+def pipeline_seed(seed: int, shard_id: int) -> int:
+    """The augmentation seed of one shard: distinct per shard, so GPUs do not draw identical crops."""
+    return (seed * 1_000_003 + shard_id) % (2**31 - 1)
+
+
+def _read(cfg: DataConfig, entries: Sequence[tuple[str, int]], shuffle: bool, shard_id: int, num_shards: int):
+    """File reader. Training reshuffles the whole list every epoch (a global permutation shared by all
+    shards, seeded by cfg.seed); DALI's random_shuffle only shuffles inside a small buffer, which on a
+    class-sorted ImageNet list would give batches of one or two classes."""
+    from nvidia.dali import fn
+
+    files = [path for path, _ in entries]
+    labels = [label for _, label in entries]
+    options = dict(shuffle_after_epoch=True, shuffle_after_epoch_seed=int(cfg.seed)) if shuffle else {}
+    return fn.readers.file(
+        file_root=str(cfg.root), files=files, labels=labels, shard_id=shard_id, num_shards=num_shards,
+        pad_last_batch=not shuffle, stick_to_shard=not shuffle, name=READER_NAME, **options,
+    )
+
+
+def _decode_stored(cfg: DataConfig, jpegs):
+    """Decode to RGB, resize the shorter side to 256 (antialiased), crop the centre 256x256 (§2)."""
+    from nvidia.dali import fn, types
+
+    if cfg.device == "gpu":
+        images = fn.decoders.image(
+            jpegs, device="mixed", output_type=types.RGB, hw_decoder_load=cfg.hw_decoder_load,
+            device_memory_padding=cfg.device_memory_padding, host_memory_padding=cfg.host_memory_padding,
+            preallocate_width_hint=cfg.preallocate_width_hint,
+            preallocate_height_hint=cfg.preallocate_height_hint,
+        )
+    else:
+        images = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+    images = fn.resize(images, resize_shorter=RESIZE_SHORTER, antialias=True, interp_type=types.INTERP_LINEAR)
+    # crop_pos 0.5 with DALI's rounding (half away from zero): x0 = round((W - 256) / 2).
+    return fn.crop(images, crop=(STORED_SIZE, STORED_SIZE))
+
+
+def _cmn(cfg: DataConfig, images, mean, std, *, x=0.5, y=0.5, mirror=0, raw: bool = False):
+    """crop_mirror_normalize to cfg.crop; raw=True gives float32 HWC (for expose), else cfg's layout/dtype."""
+    from nvidia.dali import fn, types
+
+    dtype = types.FLOAT16 if cfg.dtype == "float16" and not raw else types.FLOAT
+    layout = "HWC" if raw or cfg.layout == "NHWC" else "CHW"
+    return fn.crop_mirror_normalize(
+        images, crop=(cfg.crop, cfg.crop), crop_pos_x=x, crop_pos_y=y, mirror=mirror,
+        mean=mean, std=std, dtype=dtype, output_layout=layout,
+    )
+
+
+def _train(cfg: DataConfig, stored, stats: ColourStats) -> dict:
+    """Random crop position (integer, uniform over all 33 positions), flip, lighting, normalisation."""
+    from nvidia.dali import fn, types
+
+    span = STORED_SIZE - cfg.crop
+    # Integer positions drawn explicitly, so the recorded value is exactly the pixel DALI crops at:
+    # (x / span) * span rounds back to x.
+    crop_x = fn.random.uniform(values=list(range(span + 1)), dtype=types.INT32)
+    crop_y = fn.random.uniform(values=list(range(span + 1)), dtype=types.INT32)
+    pos_x = fn.cast(crop_x, dtype=types.FLOAT) / float(max(span, 1))
+    pos_y = fn.cast(crop_y, dtype=types.FLOAT) / float(max(span, 1))
+    flip = fn.random.coin_flip(probability=FLIP_PROBABILITY, dtype=types.INT32)
+    alpha = dali_alpha(cfg.pca_alpha_std)
+    offset = dali_offset(stats, alpha)
+    images = _cmn(cfg, stored, dali_mean_minus(stats, offset), stats.std.tolist(), x=pos_x, y=pos_y, mirror=flip)
+    # raw = x + offset = (x - (-offset)) / 1
+    raw = _cmn(cfg, stored, 0.0 - offset, 1.0, x=pos_x, y=pos_y, mirror=flip, raw=True)
+    return dict(images=images, raw=raw, crop_x=crop_x, crop_y=crop_y, flip=flip, alpha=alpha)
+
+
+def _ten_crop(cfg: DataConfig, stored, stats: ColourStats, raw: bool) -> object:
+    """The ten views of §6 stacked on a new leading axis: (10, C, H, W) or (10, H, W, C) per image."""
+    from nvidia.dali import fn
+
+    mean, std = (0.0, 1.0) if raw else (stats.mean.tolist(), stats.std.tolist())
+    views = [_cmn(cfg, stored, mean, std, x=x, y=y, mirror=m, raw=raw) for x, y, m in TEN_CROP_POSITIONS]
+    return fn.stack(*views, axis=0)
+
+
+def build_pipeline(
+    cfg: DataConfig,
+    split: Split,
+    *,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    entries: Sequence[tuple[str, int]] | None = None,
+    shuffle: bool | None = None,
+    expose: bool = False,
+):
+    """Build (not yet run) the DALI pipeline of one split for one shard.
+
+    Args:
+        cfg: data configuration (root, lists, batch size, device, normalisation, GPU options).
+        split: "train", "val" or "ten_crop".
+        shard_id, num_shards: this process's shard of the file list.
+        entries: (relative path, label) pairs to read instead of the split's file list (preview).
+        shuffle: override the split's default (train shuffles, val/ten_crop do not).
+        expose: add EXPOSED_OUTPUTS[split] after OUTPUTS.
+
+    Returns:
+        (pipeline, output names). Images come out in cfg.layout ("CHW"/"HWC" per sample) and cfg.dtype;
+        labels are int32 of shape (1,) per sample, on the GPU for a GPU graph.
+    """
+    from nvidia.dali import Pipeline
+
+    entries = list(entries) if entries is not None else split_entries(cfg, split)
+    shuffle = (split == "train") if shuffle is None else shuffle
+    stats = colour_stats(cfg.pca, cfg.normalize)
+    gpu = cfg.device == "gpu"
+    pipe = Pipeline(
+        batch_size=cfg.batch_size, num_threads=cfg.num_threads,
+        device_id=(cfg.device_id or 0) if gpu else None,
+        seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
+    )
+    with pipe:
+        jpegs, labels = _read(cfg, entries, shuffle, shard_id, num_shards)
+        stored = _decode_stored(cfg, jpegs)
+        if split == "train":
+            nodes = _train(cfg, stored, stats)
+        elif split == "val":
+            mean, std = stats.mean.tolist(), stats.std.tolist()
+            nodes = dict(images=_cmn(cfg, stored, mean, std), raw=_cmn(cfg, stored, 0.0, 1.0, raw=True))
+        else:
+            nodes = dict(images=_ten_crop(cfg, stored, stats, raw=False), raw=_ten_crop(cfg, stored, stats, raw=True))
+        nodes.update(stored=stored, labels=labels.gpu() if gpu else labels)
+        names = OUTPUTS + (EXPOSED_OUTPUTS[split] if expose else ())
+        pipe.set_outputs(*(nodes[name] for name in names))
+    return pipe, names
+
+
+def shard_bounds(num_images: int, shard_id: int, num_shards: int) -> tuple[int, int]:
+    """[start, end) of a shard in the file list, as DALI's readers split it."""
+    return num_images * shard_id // num_shards, num_images * (shard_id + 1) // num_shards
+
+
+def as_numpy(output) -> np.ndarray:
+    """A DALI TensorList (CPU or GPU) as one NumPy array (samples must share a shape)."""
+    if hasattr(output, "as_cpu"):
+        output = output.as_cpu()
+    return np.stack([np.array(output[i]) for i in range(len(output))])
