@@ -1,0 +1,165 @@
+"""The baseline: the same preprocessing and augmentation with PIL and NumPy in a PyTorch DataLoader.
+
+`make_loader(cfg, split)` returns this when cfg.backend == "pil" (`model.train --no-dali`, and the
+benchmark's reference point). Semantics match pipeline.graphs: shorter side 256 (PIL's antialiased
+bilinear), centre 256x256 with the same rounding as DALI, then a random 224 crop at an integer position,
+a flip with p = 0.5, PCA lighting, normalisation (train); the centre 224 (val); §6's ten views (ten_crop).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.config import DataConfig
+from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE
+from pipeline.errors import InputError
+from pipeline.graphs import TEN_CROP_POSITIONS, shard_bounds, split_entries
+from pipeline.lighting import ColourStats, colour_stats, lighting_offset
+from pipeline.loader import batches_per_epoch, images_per_epoch
+
+
+def crop_anchor(size: int, crop: int, position: float) -> int:
+    """Top-left pixel of a crop at normalised position, rounded half away from zero (as DALI does)."""
+    return int(math.floor(position * (size - crop) + 0.5))
+
+
+def stored_image(path: Path) -> np.ndarray:
+    """The paper's stored image: shorter side resized to 256 (antialiased bilinear), centre 256x256.
+
+    Returns:
+        uint8 (256, 256, 3) RGB.
+    """
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(
+            f"{path}: PIL could not read or decode this image ({error}); "
+            "find and drop bad files with `imagenet-tools prepare ROOT --out DIR --check decode`"
+        ) from None
+    width, height = image.size
+    scale = RESIZE_SHORTER / min(width, height)
+    size = (RESIZE_SHORTER, round(height * scale)) if width <= height else (round(width * scale), RESIZE_SHORTER)
+    pixels = np.asarray(image.resize(size, Image.BILINEAR))  # PIL widens the filter when shrinking
+    y0 = crop_anchor(pixels.shape[0], STORED_SIZE, 0.5)
+    x0 = crop_anchor(pixels.shape[1], STORED_SIZE, 0.5)
+    return pixels[y0 : y0 + STORED_SIZE, x0 : x0 + STORED_SIZE]
+
+
+def augment(stored: np.ndarray, crop: int, x: int, y: int, flip: bool, offset: np.ndarray) -> np.ndarray:
+    """Crop at (x, y), mirror if flip, add the lighting offset: float32 HWC on the 0-255 scale."""
+    view = stored[y : y + crop, x : x + crop].astype(np.float32)
+    if flip:
+        view = view[:, ::-1]
+    return view + offset.astype(np.float32)
+
+
+class ImageListDataset(torch.utils.data.Dataset):
+    """(relative path, label) entries -> (CHW float tensor, label), augmented like the DALI graph of a split."""
+
+    def __init__(self, root: Path, entries: Sequence[tuple[str, int]], split: str, stats: ColourStats,
+                 crop: int, alpha_std: float) -> None:
+        self.root, self.entries, self.split = Path(root), list(entries), split
+        self.stats, self.crop, self.alpha_std = stats, crop, alpha_std
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def draw(self) -> tuple[int, int, bool, np.ndarray]:
+        """Random crop corner, flip and alpha from torch's RNG (seeded per worker by the DataLoader)."""
+        span = STORED_SIZE - self.crop
+        x, y = (int(v) for v in torch.randint(0, span + 1, (2,)))
+        flip = bool(torch.rand(()) < FLIP_PROBABILITY)
+        alpha = (torch.randn(3, dtype=torch.float64) * self.alpha_std).numpy()
+        return x, y, flip, alpha
+
+    def views(self, stored: np.ndarray) -> tuple[np.ndarray, dict]:
+        """The split's crop(s) of a stored image on 0-255 (before normalisation), and the parameters drawn."""
+        zero = np.zeros(3, np.float32)
+        if self.split == "train":
+            x, y, flip, alpha = self.draw()
+            params = dict(crop_x=x, crop_y=y, flip=int(flip), alpha=alpha)
+            return augment(stored, self.crop, x, y, flip, lighting_offset(self.stats, alpha)), params
+        corners = [(crop_anchor(STORED_SIZE, self.crop, px), crop_anchor(STORED_SIZE, self.crop, py), m)
+                   for px, py, m in (TEN_CROP_POSITIONS if self.split == "ten_crop" else [(0.5, 0.5, 0)])]
+        crops = np.stack([augment(stored, self.crop, x, y, bool(m), zero) for x, y, m in corners])
+        return (crops if self.split == "ten_crop" else crops[0]), {}
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.entries[index]
+        raw, _ = self.views(stored_image(self.root / path))
+        normalised = (raw - self.stats.mean) / self.stats.std
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(normalised, -1, -3))), label
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Indices of one shard per epoch, as DALI's reader gives them.
+
+    Training: a global permutation per epoch (seed + epoch), this shard's contiguous slice of it, the
+    last batch dropped or filled from the next epoch's slice. Validation: the shard's slice in order.
+    """
+
+    def __init__(self, size: int, batch_size: int, split: str, last_batch: str, seed: int,
+                 shard_id: int, num_shards: int) -> None:
+        self.size, self.batch_size, self.split, self.last_batch = size, batch_size, split, last_batch
+        self.seed, self.bounds, self.epoch = seed, shard_bounds(size, shard_id, num_shards), 0
+
+    def _slice(self, epoch: int) -> list[int]:
+        if self.split != "train":
+            return list(range(*self.bounds))
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        return order[self.bounds[0] : self.bounds[1]].tolist()
+
+    def __len__(self) -> int:
+        shard = self.bounds[1] - self.bounds[0]
+        return images_per_epoch(shard, self.batch_size, self.split, self.last_batch)
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self._slice(self.epoch)
+        while len(indices) < len(self):  # "fill": top up from the next epoch's order
+            indices += self._slice(self.epoch + 1)
+        self.epoch += 1
+        return iter(indices[: len(self)])
+
+
+class PilLoader:
+    """The loader contract of pipeline.loader, served by a torch DataLoader with cfg.num_threads workers."""
+
+    def __init__(self, cfg: DataConfig, split: str, *, shard_id: int = 0, num_shards: int = 1) -> None:
+        entries = split_entries(cfg, split)  # type: ignore[arg-type]
+        stats = colour_stats(cfg.pca, cfg.normalize)
+        self.dataset = ImageListDataset(cfg.root, entries, split, stats, cfg.crop, cfg.pca_alpha_std)
+        self.sampler = ShardSampler(len(entries), cfg.batch_size, split, cfg.train_last_batch, cfg.seed,
+                                    shard_id, num_shards)
+        self.num_images = len(self.sampler)
+        start, end = self.sampler.bounds
+        self._len = batches_per_epoch(end - start, cfg.batch_size, split, cfg.train_last_batch)
+        self.device = torch.device(f"cuda:{cfg.device_id or 0}") if cfg.device == "gpu" else torch.device("cpu")
+        self.layout, self.dtype = cfg.layout, getattr(torch, cfg.dtype)
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_threads,
+            pin_memory=cfg.device == "gpu", generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=False,
+        )
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            yield from self._batches()
+        except InputError as error:
+            # A worker's exception comes back wrapped in its traceback; keep the one line it raised.
+            raise InputError(str(error).strip().splitlines()[-1].removeprefix("pipeline.errors.InputError: ")) from None
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.loader:
+            images = images.to(self.device, self.dtype, non_blocking=True)
+            if self.layout == "NHWC" and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels.to(self.device, torch.int64, non_blocking=True)
