@@ -1,0 +1,208 @@
+"""Per-file work of `prepare`: check one image, re-encode one image (repair, resize), run many in parallel.
+
+Worker functions take and return plain tuples so a process pool can ship them cheaply.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from tools.jpeg_header import read_header
+
+# A verdict is ("ok" | "fix" | "reject", reason, width, height).
+Verdict = tuple[str, str, int, int]
+# An image smaller than this on a side is a thumbnail or a broken crop, not a training image.
+DEFAULT_MIN_SIDE = 10
+# PIL refuses (DecompressionBombError) above twice its MAX_IMAGE_PIXELS; the largest ImageNet
+# photos are far below. Above this a decoder's buffers alone take > 0.5 GB per image.
+DEFAULT_MAX_PIXELS = 178_956_970
+PART_SUFFIX = ".part"
+
+
+def check_file(path: str, check: str, min_side: int, max_pixels: int) -> Verdict:
+    """Decide whether an image can go in a file list as is, after re-encoding, or not at all.
+
+    Args:
+        path: the image file.
+        check: "header" (signature and JPEG markers only) or "decode" (also a full PIL decode).
+        min_side, max_pixels: size limits; outside them the file is rejected.
+
+    Returns:
+        ("ok", "", w, h): an 8-bit 3-component JPEG; ("fix", why, w, h): readable but grayscale, CMYK,
+        arithmetic-coded or not a JPEG, usable once re-encoded as an RGB JPEG; ("reject", why, w, h).
+    """
+    try:
+        header = read_header(path)
+    except OSError as error:
+        return "reject", f"unreadable: {error.strerror or error}", 0, 0
+    width, height = header.width, header.height
+    if header.problem:
+        return "reject", header.problem, width, height
+    status, reason = "ok", ""
+    if header.format != "jpeg":
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception:  # PIL raises many types for data it cannot parse
+            return "reject", f"not an image (PIL cannot open its {header.format.upper()} data)", 0, 0
+        status, reason = "fix", f"{header.format.upper()} data, not JPEG"
+    elif header.components == 1:
+        status, reason = "fix", "grayscale JPEG"
+    elif header.components == 4:
+        status, reason = "fix", "CMYK JPEG"
+    elif header.components != 3:
+        return "reject", f"JPEG with {header.components} colour components", width, height
+    elif header.coding == "arithmetic":
+        status, reason = "fix", "arithmetic-coded JPEG"
+    if min(width, height) < min_side:
+        return "reject", f"too small ({width}x{height}; --min-side {min_side})", width, height
+    if width * height > max_pixels:
+        return "reject", f"too large ({width}x{height}; --max-pixels {max_pixels})", width, height
+    if check == "decode":
+        problem = _decode_problem(path)
+        if problem:
+            return "reject", problem, width, height
+    return status, reason, width, height
+
+
+def _decode_problem(path: str) -> str:
+    """"" if PIL decodes every pixel of the file, else why not."""
+    Image.MAX_IMAGE_PIXELS = None  # the size limit is ours (--max-pixels), checked before
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as error:  # truncated data, bad Huffman tables, ...: anything that stops a decode
+        return f"does not decode: {error}"
+    return ""
+
+
+def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
+    """The size with the shorter side equal to `shorter` and the aspect ratio kept (rounded)."""
+    if width <= height:
+        return shorter, max(1, round(height * shorter / width))
+    return max(1, round(width * shorter / height)), shorter
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels of any PIL image; transparent pixels are put on white (as a browser shows them)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def write_jpeg(job: tuple[str, str, bool], quality: int, shorter: int | None) -> tuple[str, str]:
+    """Write `src` as an RGB JPEG at `dst`, resized so its shorter side is `shorter` (None: same size).
+
+    The JPEG is written to `dst + ".part"` and renamed, so a file at `dst` is always complete; an
+    existing `dst` is kept (this is what makes an interrupted run resumable).
+
+    Args:
+        job: (source path, destination path, copy_ok): copy_ok means the source is a good RGB JPEG,
+            so when no pixel would change it is copied byte for byte instead of re-encoded.
+        quality: JPEG quality of the written file.
+        shorter: target length of the shorter side, or None.
+
+    Returns:
+        ("done" | "kept" | "failed" | "nospace", message).
+    """
+    src, dst, copy_ok = job
+    if os.path.exists(dst):
+        return "kept", ""
+    part = dst + PART_SUFFIX
+    try:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with Image.open(src) as image:
+            size = resized_size(*image.size, shorter) if shorter else image.size
+            if copy_ok and size == image.size:
+                shutil.copyfile(src, part)
+            else:
+                if image.format == "JPEG":
+                    image.draft("RGB", size)  # decode at 1/2, 1/4, 1/8 scale when that is still >= size
+                rgb = to_rgb(image)
+                if rgb.size != size:
+                    rgb = rgb.resize(size, Image.Resampling.LANCZOS)  # antialiased downsampling
+                rgb.save(part, "JPEG", quality=quality)
+        os.replace(part, dst)
+    except OSError as error:
+        _remove(part)
+        if error.errno == errno.ENOSPC:
+            return "nospace", f"disk full while writing {dst}"
+        return "failed", f"does not decode: {error}"
+    except Exception as error:  # a decoder error of any type means this image cannot be used
+        _remove(part)
+        return "failed", f"does not decode: {error}"
+    return "done", ""
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+class Progress:
+    """A one-line progress report on stderr, redrawn at most twice a second."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if now - self.last >= 0.5 or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} ({rate:,.0f} files/s)")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def run_parallel(func: Callable, items: Sequence, workers: int, label: str) -> list:
+    """`[func(item) for item in items]` on `workers` processes, in order, with progress on stderr.
+
+    Args:
+        func: a picklable function of one item (a module-level function or a functools.partial of one).
+        items: the work.
+        workers: processes; 1 runs in this process (no pool start-up, easy to debug and test).
+        label: the progress line's name.
+
+    Returns:
+        The results, in the order of `items`.
+    """
+    progress = Progress(label, len(items))
+    if workers <= 1 or len(items) < 64:
+        results = []
+        for item in items:
+            results.append(func(item))
+            progress.update()
+        return results
+    # Big chunks: a header check takes ~0.1 ms, so per-task pickling would dominate small ones.
+    chunk = max(1, min(512, len(items) // (workers * 8)))
+    results = []
+    with Pool(workers) as pool:
+        for result in pool.imap(func, items, chunksize=chunk):
+            results.append(result)
+            progress.update()
+    return results
+
+
+def default_workers() -> int:
+    """All cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+

@@ -1,0 +1,250 @@
+"""`imagenet-tools prepare ROOT --out DIR`: check an ImageNet tree and write the DALI file lists.
+
+    imagenet-tools prepare /data/imagenet --out lists                       # header check, repair bad files
+    imagenet-tools prepare /data/imagenet --out lists --check decode        # also decode every image
+    imagenet-tools prepare /data/imagenet --out lists --resize 256 --resized-root /data/imagenet256
+
+Writes DIR/train.txt and DIR/val.txt (`<path relative to ROOT> <label>`, or relative to --resized-root
+when resizing), classes.tsv, rejected.tsv and summary.json. docs/prepare.md has the details: layouts,
+what counts as a bad file, where repaired copies go, measured speed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import click
+
+from pipeline.constants import RESIZE_SHORTER
+from pipeline.errors import InputError, user_errors
+from tools.imagenet_layouts import LAYOUTS, SPLITS, detect_layout, scan
+from tools.prepare_check import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file, default_workers,
+                                 run_parallel, write_jpeg)
+from tools.prepare_report import Listed, summarize, write_lists, write_rejected, write_summary
+
+JPEG_SUFFIXES = (".jpeg", ".jpg")
+RESIZE_MARKER = ".prepare-resize.json"
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What `prepare` does; the CLI flags of the same names (see `imagenet-tools prepare --help`)."""
+
+    root: Path
+    out: Path
+    layout: str = "auto"
+    devkit: Path | None = None
+    check: str = "header"
+    on_bad: str = "repair"
+    repair_dir: Path | None = None
+    resize: int | None = None
+    resized_root: Path | None = None
+    quality: int = 90
+    workers: int | None = None
+    min_side: int = DEFAULT_MIN_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[str, str]]]:
+    """Split off files whose names cannot be written into a file list (line breaks, undecodable bytes)."""
+    good, bad = [], []
+    for item in items:
+        rel = item[1]
+        if "\n" in rel or "\r" in rel:
+            bad.append((rel.replace("\n", "\\n").replace("\r", "\\r"), "line break in the file name"))
+            continue
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append((rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                        "file name is not valid UTF-8"))
+            continue
+        good.append(item)
+    return good, bad
+
+
+def _output_name(rel: str, status: str) -> str:
+    """Where a re-encoded image goes, relative to its new root: a non-JPEG name gets `.JPEG` added."""
+    return rel if status == "ok" or rel.lower().endswith(JPEG_SUFFIXES) else rel + ".JPEG"
+
+
+def _check_resize_settings(options: PrepareOptions) -> None:
+    """Refuse to mix images of two different --resize/--quality runs in one resized tree."""
+    resized_root = options.resized_root.resolve()
+    if resized_root == options.root.resolve() or options.root.resolve() in resized_root.parents:
+        raise InputError(f"{options.resized_root}: --resized-root must be outside ROOT ({options.root})")
+    resized_root.mkdir(parents=True, exist_ok=True)
+    marker, settings = resized_root / RESIZE_MARKER, {"resize": options.resize, "quality": options.quality}
+    if marker.is_file() and json.loads(marker.read_text()) != settings:
+        raise InputError(f"{options.resized_root}: holds images written with {marker.read_text().strip()}; "
+                         f"use a new --resized-root for {settings}")
+    marker.write_text(json.dumps(settings))
+
+
+def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, list, float]:
+    """Re-encode images (resize all, or repair the bad ones) into their new root.
+
+    Args:
+        options: the run's settings (repair_dir already filled in).
+        todo: (index, split, rel, class id, status, width, height) of the images to write.
+        workers: processes.
+
+    Returns:
+        (listed, failed, seconds): listed rows are (index, Listed) with the new list path; failed rows
+        are (index, rel, reason).
+    """
+    resizing = options.resize is not None
+    base = options.resized_root if resizing else options.repair_dir
+    names = [_output_name(row[2], row[4]) for row in todo]
+    jobs = [(str(options.root / row[2]), str(base / name), row[4] == "ok") for row, name in zip(todo, names)]
+    start = time.perf_counter()
+    label = f"resize to {options.resize}" if resizing else "repair"
+    results = run_parallel(partial(write_jpeg, quality=options.quality, shorter=options.resize), jobs, workers,
+                           label)
+    listed, failed = [], []
+    for (index, split, rel, class_id, _, width, height), name, (outcome, message) in zip(todo, names, results):
+        if outcome == "nospace":
+            raise InputError(f"{message}: free some space and run the same command again "
+                             "(images already written are kept)")
+        if outcome == "failed":
+            failed.append((index, rel, message))
+            continue
+        # Resized: relative to --resized-root. Repaired: relative to ROOT, through `..` (see docs/prepare.md).
+        list_path = name if resizing else os.path.relpath(base.resolve() / name, options.root.resolve())
+        listed.append((index, (split, list_path, class_id, width, height)))
+    return listed, failed, time.perf_counter() - start
+
+
+def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list, list, list, dict]:
+    """Sort checked files into listed as they are, to re-encode, and rejected.
+
+    Returns:
+        (listed, todo, rejected, fixable): listed rows are (index, Listed), todo rows as _convert takes
+        them, rejected rows (index, rel, reason), fixable maps rel -> why it needs re-encoding.
+    """
+    listed, todo, rejected, fixable = [], [], [], {}
+    for index, ((split, rel, cid), (status, reason, width, height)) in enumerate(zip(items, verdicts)):
+        if status == "reject" or (status == "fix" and options.on_bad == "reject"):
+            rejected.append((index, rel, reason))
+            continue
+        if status == "fix":
+            fixable[rel] = reason
+        if options.resize is not None or status == "fix":
+            todo.append((index, split, rel, cid, status, width, height))
+        else:
+            listed.append((index, (split, rel, cid, width, height)))
+    return listed, todo, rejected, fixable
+
+
+def prepare(options: PrepareOptions) -> dict:
+    """Scan, check, optionally repair/resize, and write the lists; see the module docstring.
+
+    Args:
+        options: the run's settings.
+
+    Returns:
+        The summary written to summary.json, plus "written": the files written.
+
+    Raises:
+        InputError: no such folder, unknown layout, a devkit file missing, no images, a class folder
+            with no valid image, a full disk while writing images.
+    """
+    root, out = options.root, options.out
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder; give the folder that holds train/ and val/")
+    options = replace(options, repair_dir=options.repair_dir or out / "repaired")
+    if options.resized_root is not None:
+        _check_resize_settings(options)
+    workers = options.workers or default_workers()
+    start = time.perf_counter()
+    layout = detect_layout(root) if options.layout == "auto" else options.layout
+    dataset = scan(root, layout, options.devkit)
+    items = [(split, rel, cid) for split in SPLITS for rel, cid in dataset.entries.get(split, [])]
+    items, bad_names = _usable_names(items)
+    if not items:
+        raise InputError(f"{root}: no images found in the {layout} layout (see docs/prepare.md for the layouts)")
+    scan_s, start = time.perf_counter() - start, time.perf_counter()
+    verdicts = run_parallel(partial(check_file, check=options.check, min_side=options.min_side,
+                                    max_pixels=options.max_pixels),
+                            [str(root / rel) for _, rel, _ in items], workers, f"check ({options.check})")
+    check_s = time.perf_counter() - start
+    listed, todo, rejected, fixable = _triage(options, items, verdicts)
+    convert_s, repaired = 0.0, []
+    if todo:
+        converted, failed, convert_s = _convert(options, todo, workers)
+        listed += converted
+        rejected += failed
+        base = options.resized_root if options.resize is not None else options.repair_dir
+        failed_rels = {rel for _, rel, _ in failed}
+        repaired = [(rel, fixable[rel], str(base / _output_name(rel, "fix"))) for _, _, rel, *_ in todo
+                    if rel in fixable and rel not in failed_rels]
+    rows = [row for _, row in sorted(listed)]
+    rejections = list(dataset.unlabelled) + bad_names + [(rel, why) for _, rel, why in sorted(rejected)]
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_rejected(out, rejections)]
+    _require_every_class(root, out, dataset.class_dirs, rows)
+    written += write_lists(out, rows, dataset.classes, SPLITS)
+    timing = {"scan_s": round(scan_s, 3), "check_s": round(check_s, 3),
+              "check_files_per_s": round(len(items) / max(check_s, 1e-9)), "convert_s": round(convert_s, 3),
+              "workers": workers}
+    settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
+    settings.update(layout=layout, lists_relative_to=str(options.resized_root if options.resize else root))
+    summary = summarize(rows, dataset.classes, repaired, rejections, settings, timing)
+    written.append(write_summary(out, summary))
+    summary["written"] = [str(path) for path in written]
+    return summary
+
+
+def _require_every_class(root: Path, out: Path, class_dirs: dict, listed: list[Listed]) -> None:
+    """A class folder whose every file was rejected is an error, not a silently missing class."""
+    present = {(split, class_id) for split, _, class_id, _, _ in listed}
+    for (split, class_id), folder in sorted(class_dirs.items()):
+        if (split, class_id) not in present:
+            raise InputError(f"{root / folder}: no valid image in this class folder (reasons in "
+                             f"{out / 'rejected.tsv'}); add images or remove the folder")
+
+
+@click.command(name="prepare")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the lists and reports.")
+@click.option("--layout", default="auto", show_default=True, help=f"auto, or one of: {', '.join(LAYOUTS)}.")
+@click.option("--devkit", type=click.Path(path_type=Path), help="ILSVRC2012_devkit_t12 folder (layout devkit).")
+@click.option("--check", type=click.Choice(["header", "decode"]), default="header", show_default=True,
+              help="header: signature, size, truncation (fast); decode: also decode every image (slow).")
+@click.option("--on-bad", type=click.Choice(["repair", "reject"]), default="repair", show_default=True,
+              help="Grayscale, CMYK, PNG-as-.JPEG: re-encode as RGB JPEG, or list in rejected.tsv.")
+@click.option("--repair-dir", type=click.Path(path_type=Path), help="Where repaired copies go [OUT/repaired].")
+@click.option("--resize", type=click.IntRange(min=1), help="Shorter side of a resized copy of the tree.")
+@click.option("--resized-root", type=click.Path(path_type=Path), help="Where the resized tree goes.")
+@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes [all cores].")
+@click.option("--min-side", type=click.IntRange(min=1), default=DEFAULT_MIN_SIDE, show_default=True,
+              help="Reject images with a side shorter than this.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Reject images with more pixels than this.")
+@user_errors
+def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, **flags) -> None:
+    """Check the image tree ROOT and write DALI file lists, classes.tsv, rejected.tsv, summary.json to OUT."""
+    if resize is not None and resized_root is None:
+        raise InputError("--resize needs --resized-root DIR: the folder for the resized copy of the tree")
+    if resized_root is not None and resize is None:
+        resize = RESIZE_SHORTER  # the paper's offline rescaling
+    summary = prepare(PrepareOptions(root=root, out=out, resize=resize, resized_root=resized_root, **flags))
+    timing = summary["timing"]
+    counts = ", ".join(f"{split} {entry['images']}" for split, entry in summary["splits"].items())
+    click.echo(f"layout {summary['layout']}: {summary['classes']} classes; listed {counts}; "
+               f"repaired {summary['repaired']['count']}, rejected {summary['rejected']['count']}")
+    click.echo(f"check ({summary['check']}): {timing['check_files_per_s']:,} files/s on {timing['workers']} "
+               f"workers ({timing['check_s']:.1f} s)")
+    if summary["rejected"]["by_reason"]:
+        click.echo("rejected: " + ", ".join(f"{why} {n}" for why, n in summary["rejected"]["by_reason"].items()))
+    click.echo(f"lists relative to {summary['lists_relative_to']}")
+    click.echo("wrote " + ", ".join(summary["written"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""What `prepare` writes into --out: the file lists, classes.tsv, rejected.tsv and summary.json.
+
+Every file is written to a temporary name and renamed, so an interrupted run never leaves a
+half-written list that a training run could pick up.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from pipeline.filelist import format_line
+
+# One listed image: (split, path written in the list, class id, original width, original height).
+Listed = tuple[str, str, str, int, int]
+
+
+def write_text(path: Path, lines: Iterable[str]) -> None:
+    """Write lines (each followed by a newline) atomically: temp file, then rename."""
+    part = path.with_name(path.name + ".part")
+    with open(part, "w", encoding="utf-8", newline="\n") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+    os.replace(part, path)
+
+
+def _one_field(text: str) -> str:
+    """A value that fits in one TSV field."""
+    return " ".join(text.replace("\t", " ").split())
+
+
+def write_rejected(out: Path, rejected: list[tuple[str, str]]) -> Path:
+    """rejected.tsv: `path<TAB>reason`, paths relative to ROOT, in scan order."""
+    path = out / "rejected.tsv"
+    write_text(path, (f"{_one_field(rel)}\t{_one_field(reason)}" for rel, reason in rejected))
+    return path
+
+
+def write_lists(out: Path, listed: list[Listed], classes: list[tuple[str, str]], splits: Iterable[str]) -> list[Path]:
+    """train.txt / val.txt (`<path> <label>`) for each split that has images, and classes.tsv.
+
+    Returns:
+        The paths written.
+    """
+    label = {class_id: index for index, (class_id, _) in enumerate(classes)}
+    written = []
+    for split in splits:
+        rows = [format_line(rel, label[class_id]) for s, rel, class_id, _, _ in listed if s == split]
+        if rows:
+            written.append(out / f"{split}.txt")
+            write_text(written[-1], rows)
+    table = out / "classes.tsv"
+    write_text(table, (f"{i}\t{_one_field(cid)}\t{_one_field(name)}" for i, (cid, name) in enumerate(classes)))
+    return written + [table]
+
+
+def _stats(values: list[int]) -> dict:
+    if not values:
+        return {}
+    array = np.asarray(values)
+    return {"min": int(array.min()), "median": float(np.median(array)), "mean": round(float(array.mean()), 1),
+            "max": int(array.max())}
+
+
+def summarize(listed: list[Listed], classes: list[tuple[str, str]], repaired: list[tuple[str, str, str]],
+              rejected: list[tuple[str, str]], settings: dict, timing: dict) -> dict:
+    """The content of summary.json.
+
+    Args:
+        listed: the images in the lists.
+        classes: (class id, name) in label order.
+        repaired: (path relative to ROOT, why, path of the re-encoded copy).
+        rejected: (path relative to ROOT, why).
+        settings: the run's options (root, layout, check, ...), copied as they are.
+        timing: seconds per stage and the header/decode check's files/s.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    splits: dict[str, dict] = {}
+    for split, _, class_id, _, _ in listed:
+        entry = splits.setdefault(split, {"images": 0, "per_class": Counter()})
+        entry["images"] += 1
+        entry["per_class"][class_id] += 1
+    for entry in splits.values():
+        entry["per_class"] = {cid: entry["per_class"].get(cid, 0) for cid, _ in classes}
+    widths = [w for *_, w, _ in listed]
+    heights = [h for *_, h in listed]
+    return {
+        **settings,
+        "classes": len(classes),
+        "splits": splits,
+        "image_size": {"width": _stats(widths), "height": _stats(heights),
+                       "shorter_side": _stats([min(w, h) for w, h in zip(widths, heights)])},
+        "repaired": {"count": len(repaired), "by_reason": dict(Counter(why for _, why, _ in repaired)),
+                     "files": [{"path": rel, "reason": why, "copy": copy} for rel, why, copy in repaired]},
+        "rejected": {"count": len(rejected), "by_reason": dict(Counter(_reason_kind(why) for _, why in rejected))},
+        "timing": timing,
+    }
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its file-specific detail, for counting ("too small (3x4; ...)" -> "too small")."""
+    return reason.split(" (")[0].split(":")[0]
+
+
+def write_summary(out: Path, summary: dict) -> Path:
+    path = out / "summary.json"
+    write_text(path, [json.dumps(summary, indent=2, ensure_ascii=False)])
+    return path
