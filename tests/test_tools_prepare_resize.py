@@ -1,0 +1,110 @@
+"""`prepare --resize 256 --resized-root DIR`: geometry, lists, resuming, a full disk."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.filelist import read_file_list
+from tests.test_tools_prepare import read_rejected, run_prepare, small_rgb, write_bad_cases
+from tools.prepare_check import PART_SUFFIX
+
+
+def expected_size(width: int, height: int, shorter: int = 256) -> tuple[int, int]:
+    """Shorter side -> `shorter`, the other side scaled by the same factor, rounded."""
+    scale = shorter / min(width, height)
+    return (shorter, round(height * scale)) if width <= height else (round(width * scale), shorter)
+
+
+def test_resize_geometry_and_lists(image_tree: Path, tmp_path: Path) -> None:
+    out, resized = tmp_path / "out", tmp_path / "r256"
+    (image_tree / "train" / "n01440764" / "small_wide.JPEG").write_bytes(b"")  # rejected, not resized
+    small_rgb(300, 40).save(image_tree / "train" / "n01440764" / "wide.JPEG")  # upscaled: 40 -> 256
+    result = run_prepare(image_tree, "--out", out, "--resize", "256", "--resized-root", resized, "--quality", "85")
+    assert result.exit_code == 0, result.output
+    for split in ("train", "val"):
+        original = read_file_list(out / f"{split}.txt")
+        assert original, split
+        for rel, _ in original:
+            with Image.open(image_tree / rel) as source, Image.open(resized / rel) as copy:
+                assert copy.size == expected_size(*source.size)
+                assert min(copy.size) == 256
+                assert (copy.format, copy.mode) == ("JPEG", "RGB")
+    assert "train/n01440764/small_wide.JPEG" in read_rejected(out)
+    assert not (resized / "train" / "n01440764" / "small_wide.JPEG").exists()
+    assert not list(resized.rglob("*" + PART_SUFFIX))
+
+
+def test_resize_repairs_bad_files_in_the_resized_tree(tmp_path: Path) -> None:
+    root, out, resized = tmp_path / "root", tmp_path / "out", tmp_path / "r"
+    write_bad_cases(root / "train" / "n01")
+    result = run_prepare(root, "--out", out, "--resized-root", resized)  # --resize defaults to 256
+    assert result.exit_code == 0, result.output
+    listed = sorted(rel for rel, _ in read_file_list(out / "train.txt"))
+    assert listed == ["train/n01/cmyk.JPEG", "train/n01/gray.JPEG", "train/n01/png.JPEG"]
+    for rel in listed:
+        with Image.open(resized / rel) as image:
+            assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (341, 256))
+
+
+def test_resume_skips_complete_files_and_redoes_the_rest(image_tree: Path, tmp_path: Path) -> None:
+    out, resized = tmp_path / "out", tmp_path / "r"
+    args = (image_tree, "--out", out, "--resized-root", resized)
+    assert run_prepare(*args).exit_code == 0
+    files = sorted(resized.rglob("*.JPEG"))
+    assert len(files) == 27
+    # An interrupted run: one file never written, one left half-written under its temporary name.
+    os.remove(files[0])
+    os.remove(files[1])
+    Path(str(files[1]) + PART_SUFFIX).write_bytes(b"\xff\xd8half")
+    os.utime(files[2], (1, 1))  # a kept file keeps its time stamp
+    assert run_prepare(*args).exit_code == 0
+    assert sorted(resized.rglob("*.JPEG")) == files
+    assert os.stat(files[2]).st_mtime == 1
+    for path in files[:2]:
+        with Image.open(path) as image:
+            image.load()
+            assert min(image.size) == 256
+    assert not list(resized.rglob("*" + PART_SUFFIX))
+
+
+def test_resize_settings_cannot_be_mixed(image_tree: Path, tmp_path: Path) -> None:
+    resized = tmp_path / "r"
+    assert run_prepare(image_tree, "--out", tmp_path / "o", "--resized-root", resized).exit_code == 0
+    result = run_prepare(image_tree, "--out", tmp_path / "o", "--resized-root", resized, "--quality", "70")
+    assert result.exit_code == 1
+    assert "use a new --resized-root" in result.output.strip().splitlines()[-1]
+    inside = run_prepare(image_tree, "--out", tmp_path / "o", "--resized-root", image_tree / "r")
+    assert inside.exit_code == 1 and "outside ROOT" in inside.output
+
+
+def test_disk_full_while_resizing(image_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, resized = tmp_path / "out", tmp_path / "r"
+    real_save, calls = Image.Image.save, []
+
+    def save_until_full(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) > 5:
+            with open(fp, "wb") as handle:  # a partly written file, then the disk is full
+                handle.write(b"\xff\xd8\xff")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_until_full)
+    result = run_prepare(image_tree, "--out", out, "--resized-root", resized)
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: disk full while writing") and "run the same command again" in last
+    written = sorted(resized.rglob("*.JPEG"))
+    assert len(written) == 5  # the finished ones, complete; nothing half-written under a final name
+    for path in written:
+        with Image.open(path) as image:
+            image.load()
+    assert not list(resized.rglob("*" + PART_SUFFIX))
+    assert not (out / "train.txt").exists()
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert run_prepare(image_tree, "--out", out, "--resized-root", resized).exit_code == 0
+    assert len(list(resized.rglob("*.JPEG"))) == 27
