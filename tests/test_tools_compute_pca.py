@@ -1,0 +1,246 @@
+"""compute-pca against an independent PIL + NumPy reference, a known covariance, workers/order/sampling
+invariance, bad images, the DALI path on CPU operators, and the GPU path (where CUDA exists)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.conftest import HAS_CUDA, requires_cuda, write_image_tree
+from tools.compute_pca import main
+from tools.pca_stats import stored_pixels
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write_list(path: Path, relpaths: list[str]) -> Path:
+    path.write_text("".join(f"{p} 0\n" for p in relpaths), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[Path, list[str]]:
+    """12 photo-like JPEGs of varied sizes plus a grayscale, a CMYK and a PNG-under-.JPEG image."""
+    root = tmp_path_factory.mktemp("pca") / "imagenet"
+    written = write_image_tree(root, {"train": 4}, seed=3)["train"]
+    rng = np.random.default_rng(5)
+    odd = root / "train" / "odd"
+    odd.mkdir()
+    Image.fromarray(rng.integers(0, 256, (300, 280), dtype=np.uint8), "L").save(odd / "gray.JPEG")
+    Image.fromarray(rng.integers(0, 256, (270, 333, 4), dtype=np.uint8), "CMYK").save(odd / "cmyk.JPEG")
+    Image.fromarray(rng.integers(0, 256, (256, 390, 3), dtype=np.uint8)).save(odd / "png.JPEG", format="PNG")
+    paths = written + [odd / "gray.JPEG", odd / "cmyk.JPEG", odd / "png.JPEG"]
+    return root, [str(p.relative_to(root)) for p in paths]
+
+
+def reference_pixels(path: Path) -> np.ndarray:
+    """Independent: resize the whole image, then slice the centre; pixels in [0, 1] as (N, 3)."""
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    if w <= h:
+        w, h = 256, round(h * 256 / w)
+    else:
+        w, h = round(w * 256 / h), 256
+    pixels = np.asarray(image.resize((w, h), Image.BILINEAR), dtype=np.float64) / 255.0
+    top, left = (h - 256 + 1) // 2, (w - 256 + 1) // 2  # floor((size - 256) / 2 + 0.5)
+    return pixels[top : top + 256, left : left + 256].reshape(-1, 3)
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_matches_numpy_reference(tree, tmp_path):
+    root, relpaths = tree
+    code, out, err = run_cli("--list", write_list(tmp_path / "train.txt", relpaths), "--root", root,
+                             "--out", tmp_path / "pca.json", "--workers", 1)
+    assert code == 0, out + err
+    assert "images/s" in err
+    pixels = np.concatenate([reference_pixels(root / p) for p in relpaths])
+    cov = np.cov(pixels, rowvar=False, bias=True)
+    eigval, eigvec = np.linalg.eigh(cov)
+    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+    got = load(tmp_path / "pca.json")
+    np.testing.assert_allclose(got["covariance"], cov, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got["mean"], pixels.mean(axis=0), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got["std"], pixels.std(axis=0), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got["eigval"], eigval, rtol=0, atol=1e-9)
+    # Same vectors up to sign; the tool's sign rule makes every R entry positive.
+    vec = np.array(got["eigvec"])
+    np.testing.assert_allclose(vec, eigvec * np.sign(eigvec[0]), rtol=0, atol=1e-9)
+    assert np.all(vec[0] > 0)
+    assert got["n_images"] == len(relpaths) and got["n_pixels"] == len(relpaths) * 256 * 256
+    assert got["scale"] == "unit" and got["n_skipped"] == 0
+    assert len(got["list_sha256"]) == 64 and got["version"] and "antialiased" in got["preprocessing"]
+
+
+def test_stored_pixels_match_the_pipeline_baseline(tree):
+    from pipeline.pil_loader import stored_image
+
+    root, relpaths = tree
+    for relpath in relpaths:
+        with Image.open(root / relpath) as image:
+            np.testing.assert_array_equal(stored_pixels(image), stored_image(root / relpath))
+
+
+def test_recovers_a_known_covariance(tmp_path):
+    # Pixels i.i.d. N(128, C) on the 0-255 scale, stored losslessly at 256x256 (no resize, no crop).
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    true_eigval = np.array([28.0, 12.0, 5.0]) ** 2
+    cov_255 = q @ np.diag(true_eigval) @ q.T
+    names = []
+    for i in range(4):
+        x = rng.multivariate_normal([128.0] * 3, cov_255, size=(256, 256))
+        Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+        names.append(f"{i}.png")
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", names), "--root", tmp_path,
+                             "--out", tmp_path / "pca.json", "--workers", 1)
+    assert code == 0, out + err
+    got = load(tmp_path / "pca.json")
+    # Rounding to integers adds 1/12 to each variance (Sheppard); 262,144 pixels give ~0.3 % standard
+    # error on each eigenvalue, so 2 % is > 6 standard errors.
+    expected = (true_eigval + 1 / 12) / 255**2
+    np.testing.assert_allclose(got["eigval"], expected, rtol=0.02)
+    overlap = np.abs(np.array(got["eigvec"]).T @ q)
+    np.testing.assert_allclose(np.diag(overlap), 1.0, atol=0.01)
+    np.testing.assert_allclose(got["mean"], 128 / 255, atol=0.2 / 255)
+
+
+def test_same_result_for_workers_and_order(tree, tmp_path):
+    root, relpaths = tree
+    shuffled = relpaths[:]
+    random.Random(1).shuffle(shuffled)
+    runs = {}
+    for name, paths, workers in (("one", relpaths, 1), ("two", relpaths, 2), ("shuffled", shuffled, 2)):
+        code, out, err = run_cli("--list", write_list(tmp_path / f"{name}.txt", paths), "--root", root,
+                                 "--out", tmp_path / f"{name}.json", "--workers", workers)
+        assert code == 0, out + err
+        runs[name] = load(tmp_path / f"{name}.json")
+    for key in ("eigval", "eigvec", "mean", "std", "covariance", "n_pixels"):
+        assert runs["one"][key] == runs["two"][key] == runs["shuffled"][key], key  # bit-identical
+    assert runs["one"]["list_sha256"] != runs["shuffled"]["list_sha256"]
+
+
+def test_max_images_sample_is_reproducible(tree, tmp_path):
+    root, relpaths = tree
+    list_path = write_list(tmp_path / "train.txt", relpaths)
+    results = []
+    for seed in (7, 7, 8):
+        out_path = tmp_path / f"s{len(results)}.json"
+        code, out, err = run_cli("--list", list_path, "--root", root, "--out", out_path,
+                                 "--max-images", 5, "--seed", seed, "--workers", 1)
+        assert code == 0, out + err
+        results.append(load(out_path))
+    assert [r["n_images"] for r in results] == [5, 5, 5]
+    assert results[0]["eigval"] == results[1]["eigval"] and results[0]["seed"] == 7
+    assert results[0]["eigval"] != results[2]["eigval"]
+    # The sample is numpy's default_rng(seed).choice without replacement: check against that directly.
+    chosen = sorted(np.random.default_rng(7).choice(len(relpaths), size=5, replace=False))
+    pixels = np.concatenate([reference_pixels(root / relpaths[i]) for i in chosen])
+    np.testing.assert_allclose(results[0]["mean"], pixels.mean(axis=0), rtol=0, atol=1e-9)
+
+
+def bad_files(root: Path) -> list[str]:
+    """A truncated JPEG, an empty file, a text file and a missing file, all named .JPEG."""
+    bad = root / "bad"
+    bad.mkdir(exist_ok=True)
+    good = next((root / "train").rglob("*.JPEG")).read_bytes()
+    (bad / "truncated.JPEG").write_bytes(good[: len(good) // 3])
+    (bad / "empty.JPEG").write_bytes(b"")
+    (bad / "text.JPEG").write_text("not an image\n")
+    return ["bad/truncated.JPEG", "bad/empty.JPEG", "bad/text.JPEG", "bad/missing.JPEG"]
+
+
+def test_bad_images_are_skipped_and_counted(tree, tmp_path):
+    root, relpaths = tree
+    bad = bad_files(root)
+    mixed = relpaths[:3] + bad + relpaths[3:6]
+    code, out, err = run_cli("--list", write_list(tmp_path / "mixed.txt", mixed), "--root", root,
+                             "--out", tmp_path / "mixed.json", "--workers", 2)
+    assert code == 0, out + err
+    assert "4 skipped" in out
+    got = load(tmp_path / "mixed.json")
+    assert got["n_skipped"] == 4 and got["n_images"] == 6
+    assert [line.split(":")[0] for line in got["skipped"]] == bad
+    code, out, err = run_cli("--list", write_list(tmp_path / "good.txt", relpaths[:6]), "--root", root,
+                             "--out", tmp_path / "good.json", "--workers", 1)
+    assert code == 0 and load(tmp_path / "good.json")["eigval"] == got["eigval"]
+
+
+def test_bad_image_with_on_error_fail_is_one_line(tree, tmp_path):
+    root, relpaths = tree
+    bad = bad_files(root)
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths[:2] + bad[2:3]), "--root", root,
+                             "--out", tmp_path / "p.json", "--on-error", "fail", "--workers", 1)
+    assert code == 1 and "Traceback" not in out + err
+    (line,) = err.strip().splitlines()[-1:]
+    assert "l.txt:3" in line and "bad/text.JPEG" in line and "--on-error skip" in line
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--list", "{tmp}/none.txt", "--root", "{tmp}", "--out", "{tmp}/p.json"], "no such file list"),
+        (["--list", "{tmp}/l.txt", "--root", "{tmp}/nowhere", "--out", "{tmp}/p.json"], "not a folder"),
+        (["--list", "{tmp}/l.txt", "--root", "{tmp}", "--out", "{tmp}"], "is a folder"),
+        (["--root", "{tmp}", "--out", "{tmp}/p.json"], "--list is required"),
+        (["--list", "{tmp}/l.txt", "--root", "{tmp}", "--out", "{tmp}/p.json"], "none of the 1 images"),
+        (["--list", "{tmp}/grey.txt", "--root", "{tmp}", "--out", "{tmp}/p.json"], "unusable, nothing written"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    write_list(tmp_path / "l.txt", ["missing.JPEG"])
+    Image.new("RGB", (300, 260), (90, 90, 90)).save(tmp_path / "grey.JPEG")
+    write_list(tmp_path / "grey.txt", ["grey.JPEG"])
+    code, out, err = run_cli(*[a.format(tmp=tmp_path) for a in args], "--workers", 1)
+    assert code == 1 and "Traceback" not in out + err
+    assert len(err.strip().splitlines()[-1:]) == 1 and message in err.strip().splitlines()[-1]
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks the message of a machine without CUDA")
+def test_gpu_without_cuda_is_one_line(tree, tmp_path):
+    root, relpaths = tree
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths), "--root", root,
+                             "--out", tmp_path / "p.json", "--device", "gpu")
+    assert code == 1 and "no CUDA device" in err and "Traceback" not in out + err
+
+
+def test_dali_cpu_graph_agrees_and_skips_bad_files(tree, tmp_path):
+    """The GPU path's graph on CPU operators: close to PIL (different resampler), bad files retried alone."""
+    root, relpaths = tree
+    bad = bad_files(root)[1:]  # empty, text, missing (libjpeg may decode a truncated file without error)
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths[:5] + bad + relpaths[5:]),
+                             "--root", root, "--out", tmp_path / "dali.json", "--backend", "dali", "--workers", 2)
+    assert code == 0, out + err
+    dali = load(tmp_path / "dali.json")
+    assert dali["n_skipped"] == 3 and dali["n_images"] == len(relpaths) and dali["backend"] == "dali"
+    pixels = np.concatenate([reference_pixels(root / p) for p in relpaths])
+    np.testing.assert_allclose(dali["mean"], pixels.mean(axis=0), atol=2e-3)
+    np.testing.assert_allclose(dali["covariance"], np.cov(pixels, rowvar=False, bias=True), atol=5e-4)
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_gpu_agrees_with_cpu(tree, tmp_path):
+    root, relpaths = tree
+    list_path = write_list(tmp_path / "l.txt", relpaths)
+    for device in ("cpu", "gpu"):
+        code, out, err = run_cli("--list", list_path, "--root", root, "--out", tmp_path / f"{device}.json",
+                                 "--device", device, "--workers", 2)
+        assert code == 0, out + err
+    cpu, gpu = load(tmp_path / "cpu.json"), load(tmp_path / "gpu.json")
+    assert gpu["n_images"] == cpu["n_images"] and gpu["device"] == "gpu"
+    # nvJPEG and DALI's resampler differ from PIL by a grey level here and there.
+    np.testing.assert_allclose(gpu["mean"], cpu["mean"], atol=2e-3)
+    np.testing.assert_allclose(gpu["covariance"], cpu["covariance"], atol=5e-4)

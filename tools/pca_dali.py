@@ -1,0 +1,164 @@
+"""compute-pca with DALI: the training pipeline's own decode -> resize -> centre-crop graph.
+
+`device="gpu"` decodes with nvJPEG ("mixed") and resizes on the GPU, and the moments are summed there
+too (float64 sums of integers: exact). `device="cpu"` runs the same graph on CPU operators
+(device_id=None, no CUDA needed): that is what the CPU tests exercise, and what was measured against PIL.
+
+DALI fails a whole batch when one image is bad and leaves the pipeline unusable. So files are read here
+(missing or empty ones are skipped before DALI sees them), and a failed batch is retried one image at a
+time on fresh pipelines to find the culprit(s).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipeline.config import DataConfig
+from tools.pca_pil import Item, ProgressCallback, Skip, fail_on
+from tools.pca_stats import PixelMoments, moments_of
+
+# Images per DALI batch.
+BATCH_SIZE = {"cpu": 32, "gpu": 256}
+
+
+def build_pipeline(device: str, batch_size: int, num_threads: int, device_id: int | None):
+    """A DALI pipeline: encoded bytes in (external source "jpegs"), uint8 256x256x3 stored images out.
+
+    Args:
+        device: "gpu" (mixed decoder, GPU resize) or "cpu".
+        batch_size: most images per batch (a batch may hold fewer).
+        num_threads: DALI CPU threads.
+        device_id: CUDA device, or None for a CPU-only pipeline.
+
+    Returns:
+        The built pipeline.
+    """
+    from nvidia.dali import fn, pipeline_def, types
+
+    # The training graph's own preprocessing (pipeline/graphs.py), so PCA sees what training sees.
+    from pipeline.graphs import _decode_stored
+
+    cfg = DataConfig(root=Path("."), device=device, device_id=device_id, num_threads=num_threads)
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
+    def graph():
+        jpegs = fn.external_source(name="jpegs", dtype=types.UINT8, device="cpu")
+        return _decode_stored(cfg, jpegs)
+
+    pipe = graph()
+    pipe.build()
+    return pipe
+
+
+class _Summer:
+    """Adds a batch of stored images to the moments: on the GPU for GPU outputs, else with NumPy."""
+
+    def __init__(self, device_id: int | None) -> None:
+        self.device_id = device_id
+
+    def __call__(self, output, count: int) -> PixelMoments:
+        if self.device_id is None:
+            return moments_of(np.asarray(output.as_tensor()), n_images=count)
+        import torch
+        from nvidia.dali.plugin.pytorch import feed_ndarray
+
+        device = torch.device("cuda", self.device_id)
+        with torch.cuda.device(device):
+            batch = torch.empty(output.as_tensor().shape(), dtype=torch.uint8, device=device)
+            feed_ndarray(output, batch, cuda_stream=torch.cuda.current_stream(device))
+            # float64 sums of uint8 values and products are exact (integers below 2**53).
+            pixels = batch.reshape(-1, 3).to(torch.float64)
+            sums = pixels.sum(dim=0).tolist()
+            products = (pixels.T @ pixels).tolist()
+        return PixelMoments(
+            n_images=count,
+            n_pixels=pixels.shape[0],
+            sums=[int(v) for v in sums],
+            products=[[int(v) for v in row] for row in products],
+        )
+
+
+def _read(root: Path, item: Item) -> tuple[np.ndarray | None, str]:
+    try:
+        data = np.fromfile(root / item[1], dtype=np.uint8)
+    except OSError as error:
+        return None, f"{type(error).__name__}: {error}"
+    return (data, "") if data.size else (None, "empty file")
+
+
+def run_dali(
+    root: Path,
+    items: Sequence[Item],
+    device: str,
+    workers: int,
+    on_error: str,
+    list_path: Path,
+    progress: ProgressCallback,
+    device_id: int | None = 0,
+) -> tuple[PixelMoments, list[Skip]]:
+    """Moments of all items with DALI.
+
+    Args:
+        root: folder the paths are relative to.
+        items: (list index, relative path) pairs.
+        device: "gpu" or "cpu".
+        workers: DALI CPU threads.
+        on_error: "skip" records bad images; "fail" raises at the first one.
+        list_path: the file list, named in error messages.
+        progress: called after each batch with (images done, images skipped).
+        device_id: CUDA device for "gpu"; ignored (None) for "cpu".
+
+    Returns:
+        (moments, skips sorted by list index).
+
+    Raises:
+        InputError: a bad image with on_error="fail".
+    """
+    device_id = device_id if device == "gpu" else None
+    batch_size = BATCH_SIZE[device]
+    make = lambda size: build_pipeline(device, size, max(1, workers), device_id)  # noqa: E731
+    summer = _Summer(device_id)
+    total, skipped = PixelMoments(), []
+    pipe = make(batch_size)
+    for start in range(0, len(items), batch_size):
+        batch, bad = [], []
+        for item in items[start : start + batch_size]:
+            data, reason = _read(root, item)
+            if data is None:
+                bad.append((*item, reason))
+            else:
+                batch.append((item, data))
+        if batch:
+            try:
+                pipe.feed_input("jpegs", [data for _, data in batch])
+                (output,) = pipe.run()
+                total = total + summer(output, len(batch))
+            except Exception:  # DALI raises RuntimeError/ValueError/IndexError subclasses for bad data
+                moments, culprits = _one_by_one(batch, make, summer)
+                total, bad = total + moments, bad + culprits
+                pipe = make(batch_size)
+        if bad and on_error == "fail":
+            raise fail_on(min(bad), list_path)
+        skipped.extend(bad)
+        progress(len(batch) + len(bad), len(bad))
+    return total, sorted(skipped)
+
+
+def _one_by_one(
+    batch: list[tuple[Item, np.ndarray]], make: Callable, summer: _Summer
+) -> tuple[PixelMoments, list[Skip]]:
+    """Retry a failed batch image by image; a failure leaves the pipeline unusable, so rebuild then."""
+    total, bad = PixelMoments(), []
+    pipe = make(1)
+    for item, data in batch:
+        try:
+            pipe.feed_input("jpegs", [data])
+            (output,) = pipe.run()
+            total = total + summer(output, 1)
+        except Exception as error:  # noqa: BLE001 - any DALI failure here is this one image's
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            bad.append((*item, f"DALI: {first_line}"))
+            pipe = make(1)
+    return total, bad

@@ -1,0 +1,138 @@
+"""compute-pca's CPU path: PIL decode + resize in worker processes, exact NumPy moments per image.
+
+Measured here (docs/pca.md) against DALI's CPU decoder + resize with the same number of cores; this
+path also defines the statistics exactly (tools.pca_stats.PREPROCESSING).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from PIL import Image
+
+from pipeline.errors import InputError
+from tools.pca_stats import PixelMoments, moments_of, stored_pixels
+
+# (index in the file list, path relative to ROOT)
+Item = tuple[int, str]
+# (index in the file list, path relative to ROOT, why it was skipped)
+Skip = tuple[int, str, str]
+# Called after each chunk with (images done, images skipped) for that chunk.
+ProgressCallback = Callable[[int, int], None]
+
+# Images per task sent to a worker: large enough that pickling is negligible, small enough for a
+# progress line that moves and for an even split of the last tasks.
+CHUNK = 32
+# One BLAS thread per worker: the 3 x N x 3 product gains nothing from more, and oversubscribed
+# OpenBLAS threads slowed it 50-fold in a measurement here.
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+# What a bad image can raise in PIL: OSError covers missing, unreadable, truncated and unidentified
+# files (UnidentifiedImageError is an OSError); SyntaxError/ValueError come from some plugins;
+# DecompressionBombError from images over twice Image.MAX_IMAGE_PIXELS.
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def image_moments(path: Path) -> PixelMoments:
+    """Moments of one image file after the paper's preprocessing (tools.pca_stats.stored_pixels)."""
+    with warnings.catch_warnings():
+        # Large images warn before they would raise; the pixels are still used.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            return moments_of(stored_pixels(image))
+
+
+def chunk_moments(root: Path, items: Sequence[Item]) -> tuple[PixelMoments, list[Skip]]:
+    """Moments of a list of images; unreadable ones are returned as skips, not raised.
+
+    Args:
+        root: the folder the list's paths are relative to.
+        items: (list index, relative path) pairs.
+
+    Returns:
+        (summed moments of the good images, skips).
+    """
+    total, skipped = PixelMoments(), []
+    for index, relpath in items:
+        try:
+            total = total + image_moments(root / relpath)
+        except IMAGE_ERRORS as error:
+            skipped.append((index, relpath, f"{type(error).__name__}: {error}".strip()))
+    return total, skipped
+
+
+def _chunk_task(task: tuple[Path, list[Item]]) -> tuple[int, PixelMoments, list[Skip]]:
+    root, items = task
+    moments, skipped = chunk_moments(root, items)
+    return len(items), moments, skipped
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Environment for spawned workers: one BLAS thread each (the parent's numpy is already set up)."""
+    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def fail_on(skip: Skip, list_path: Path) -> InputError:
+    """The one-line error of --on-error fail for a bad image."""
+    index, relpath, reason = skip
+    return InputError(
+        f"{list_path}:{index + 1}: cannot read image {relpath} ({reason}); remove it from the list "
+        "(`imagenet-tools prepare ROOT --out DIR --check decode`) or pass --on-error skip"
+    )
+
+
+def run_pil(
+    root: Path, items: Sequence[Item], workers: int, on_error: str, list_path: Path, progress: ProgressCallback
+) -> tuple[PixelMoments, list[Skip]]:
+    """Moments of all items with PIL, in `workers` processes (1: in this process).
+
+    Args:
+        root: folder the paths are relative to.
+        items: (list index, relative path) pairs.
+        workers: processes; the sums are exact, so the result does not depend on this.
+        on_error: "skip" records unreadable images; "fail" raises at the first one.
+        list_path: the file list, named in error messages.
+        progress: called after each chunk.
+
+    Returns:
+        (moments, skips sorted by list index).
+
+    Raises:
+        InputError: an unreadable image with on_error="fail".
+    """
+    tasks = [(root, list(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)]
+    if workers <= 1:
+        return _collect(map(_chunk_task, tasks), on_error, list_path, progress)
+    # spawn, not fork: the parent may hold threads (DALI, torch in tests) that fork would copy mid-state.
+    context = multiprocessing.get_context("spawn")
+    with _single_threaded_blas():
+        pool = context.Pool(workers)
+    with pool:
+        return _collect(pool.imap_unordered(_chunk_task, tasks), on_error, list_path, progress)
+
+
+def _collect(
+    results: Iterator, on_error: str, list_path: Path, progress: ProgressCallback
+) -> tuple[PixelMoments, list[Skip]]:
+    total, skipped = PixelMoments(), []
+    for count, moments, bad in results:
+        if bad and on_error == "fail":
+            raise fail_on(min(bad), list_path)
+        total = total + moments
+        skipped.extend(bad)
+        progress(count, len(bad))
+    return total, sorted(skipped)
