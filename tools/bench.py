@@ -1,0 +1,308 @@
+"""`imagenet-tools bench`: does the input pipeline keep up with the model? (issue 7)
+
+In one process, on the same data, batch size and device, it times
+  pipeline      DALI batches consumed without a model             (images/s)
+  model         training steps on a synthetic batch on the device (images/s)
+  e2e           DALI -> training steps                            (images/s, fraction of time waiting for data)
+  pil-pipeline  the PyTorch DataLoader + PIL baseline, no model   (same number of workers as DALI threads)
+  pil-e2e       the baseline -> training steps
+then prints a table, and writes JSON (--json) and a bar chart (--png).
+
+    imagenet-tools make-bench-data bench_data --count 2000
+    imagenet-tools prepare bench_data --out bench_lists
+    imagenet-tools bench --root bench_data --lists bench_lists --device cpu --threads 2 --batch-size 64 \\
+        --steps 20 --warmup 3 --json bench.json --png bench.png
+
+Comma-separated values sweep: --threads 1,2,4 --batch-size 64,128 --amp off,bf16 --hw-decoder-load 0,0.65.
+Several --root (each with its --lists/--list, or one list for all roots) compare data sets, e.g. full-size
+images against prepare's 256-resized copy. Warm-up batches are never timed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+import torch
+
+from pipeline.config import DataConfig
+from pipeline.errors import InputError, user_errors
+from tools.bench_modes import Timing, endless, make_train_step, synthetic_batch, time_end_to_end, time_model, time_pipeline
+from tools.bench_report import MODES, draw_chart, format_table, machine_info, row_result, utc_now
+
+# The default training configuration (§5): the paper's net, 1000 classes.
+ARCH, NUM_CLASSES = "alexnet", 1000
+AMP_CHOICES = ("off", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One data set to time: images under `root`, listed (relative to root) in `train_list`."""
+
+    name: str
+    root: Path
+    train_list: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """Everything one bench run sweeps over and keeps fixed."""
+
+    datasets: tuple[Dataset, ...]
+    device: str
+    threads: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    hw_decoder_loads: tuple[float | None, ...]
+    amps: tuple[str, ...]
+    channels_last: bool
+    compile_mode: str | None
+    steps: int
+    warmup: int
+    modes: tuple[str, ...]
+    arch: str = ARCH
+
+
+def split_values(text: str, kind: Callable[[str], Any], flag: str) -> tuple:
+    """`"1,2,4"` -> (1, 2, 4); an InputError naming the flag if a value does not parse."""
+    try:
+        values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: expected comma-separated values, e.g. {flag} 1,2,4") from None
+    if not values:
+        raise InputError(f"{flag} is empty; give at least one value")
+    return values
+
+
+def resolve_datasets(roots: Sequence[Path], lists_dirs: Sequence[Path], lists: Sequence[Path]) -> tuple[Dataset, ...]:
+    """Pair each --root with its train list (--lists DIR means DIR/train.txt); one list serves every root.
+
+    Raises:
+        InputError: no root, a missing folder or list, or list and root counts that do not pair up.
+    """
+    train_lists = [Path(d) / "train.txt" for d in lists_dirs] + [Path(p) for p in lists]
+    if not roots:
+        raise InputError("no --root given: point --root at an image folder and --lists at prepare's output")
+    if not train_lists:
+        raise InputError("no --lists DIR (prepare's output, with train.txt) or --list FILE given")
+    if len(train_lists) not in (1, len(roots)):
+        raise InputError(f"{len(roots)} --root but {len(train_lists)} lists: give one list, or one per root")
+    if len(train_lists) == 1:
+        train_lists = train_lists * len(roots)
+    names = [Path(root).name or str(root) for root in roots]
+    if len(set(names)) < len(names):
+        names = [f"{i}:{name}" for i, name in enumerate(names)]
+    datasets = []
+    for name, root, train_list in zip(names, roots, train_lists):
+        if not Path(root).is_dir():
+            raise InputError(f"{root}: no such image folder (--root)")
+        if not train_list.is_file():
+            raise InputError(f"{train_list}: no such file list; write one with `imagenet-tools prepare ROOT --out DIR`")
+        datasets.append(Dataset(name, Path(root), train_list))
+    return tuple(datasets)
+
+
+def torch_device(device: str) -> torch.device:
+    """"cpu" or "gpu" -> the torch device the model runs on (checks that CUDA is there for "gpu")."""
+    if device == "gpu":
+        if not torch.cuda.is_available():
+            raise InputError("--device gpu but torch sees no CUDA device; use --device cpu here")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def data_config(options: BenchOptions, dataset: Dataset, point: dict[str, Any], backend: str) -> DataConfig:
+    """The DataConfig of one sweep point: the same data, batch, device and worker count for both backends."""
+    gpu = options.device == "gpu"
+    extra = {} if point["hw_decoder_load"] is None else {"hw_decoder_load": point["hw_decoder_load"]}
+    return DataConfig(
+        root=dataset.root, train_list=dataset.train_list, batch_size=point["batch_size"],
+        device="gpu" if gpu else "cpu", device_id=torch.cuda.current_device() if gpu else None,
+        backend=backend, num_threads=point["threads"],
+        layout="NHWC" if options.channels_last else "NCHW", **extra,
+    )
+
+
+class Runner:
+    """Runs the modes of each sweep point, reusing a measurement wherever its inputs did not change
+    (the model does not depend on the data or the thread count, the PIL baseline not on the hardware
+    decoder's load, a pipeline-only time not on the precision)."""
+
+    def __init__(self, options: BenchOptions, make_loader: Callable, device: torch.device) -> None:
+        self.options, self.make_loader, self.device = options, make_loader, device
+        self.cache: dict[tuple, Timing] = {}
+        self.steps: dict[str, Callable] = {}
+        self.model: torch.nn.Module | None = None
+
+    def train_step(self, amp: str) -> Callable:
+        """One training-step function per precision, all on one model (weights are irrelevant here)."""
+        if amp not in self.steps:
+            if self.model is None:
+                from model.alexnet import build_model
+
+                model = build_model(self.options.arch, NUM_CLASSES).to(self.device)
+                if self.options.channels_last:
+                    model = model.to(memory_format=torch.channels_last)
+                self.model = model
+            self.steps[amp] = make_train_step(self.model, self.device, amp, self.options.compile_mode)
+        return self.steps[amp]
+
+    def measure(self, mode: str, dataset: Dataset, point: dict[str, Any]) -> Timing:
+        """Time one mode at one sweep point (or return the cached time of an equivalent point)."""
+        data_key = (dataset, point["threads"], point["batch_size"])
+        key = {
+            "pipeline": (mode, *data_key, point["hw_decoder_load"]),
+            "model": (mode, point["batch_size"], point["amp"]),
+            "e2e": (mode, *data_key, point["hw_decoder_load"], point["amp"]),
+            "pil-pipeline": (mode, *data_key),
+            "pil-e2e": (mode, *data_key, point["amp"]),
+        }[mode]
+        if key not in self.cache:
+            self.cache[key] = self._run(mode, dataset, point)
+        return self.cache[key]
+
+    def _run(self, mode: str, dataset: Dataset, point: dict[str, Any]) -> Timing:
+        opts, label = self.options, f"{mode} {dataset.name} threads={point['threads']} batch={point['batch_size']}"
+        if mode == "model":
+            batch = synthetic_batch(point["batch_size"], self.device, opts.channels_last, NUM_CLASSES)
+            return time_model(self.train_step(point["amp"]), batch, opts.steps, opts.warmup, self.device, label)
+        backend = "pil" if mode.startswith("pil") else "dali"
+        loader = self.make_loader(data_config(opts, dataset, point, backend), "train")
+        batches = endless(loader)
+        try:
+            if mode.endswith("pipeline"):
+                # Both loaders hand over batches on the run's device (a GPU graph's outputs, or the
+                # baseline's pinned copy), so the clock includes the baseline's host-to-device copy.
+                return time_pipeline(batches, opts.steps, opts.warmup, self.device, label)
+            step = self.train_step(point["amp"])
+            return time_end_to_end(batches, step, opts.steps, opts.warmup, self.device, opts.channels_last, label)
+        finally:
+            # Stop DataLoader workers and DALI threads before the next measurement starts its own.
+            batches.close()
+            del batches, loader
+            gc.collect()
+
+
+def sweep_points(options: BenchOptions) -> list[tuple[Dataset, dict[str, Any]]]:
+    """Every combination of the swept values, data set outermost."""
+    product = itertools.product(options.datasets, options.threads, options.batch_sizes,
+                                options.hw_decoder_loads, options.amps)
+    return [
+        (dataset, {"data": dataset.name, "root": str(dataset.root), "list": str(dataset.train_list),
+                   "threads": threads, "batch_size": batch, "hw_decoder_load": hw, "amp": amp,
+                   "channels_last": options.channels_last, "compile": options.compile_mode})
+        for dataset, threads, batch, hw, amp in product
+    ]
+
+
+def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dict[str, Any]:
+    """Run every mode at every sweep point.
+
+    Args:
+        options: what to sweep and what to keep fixed.
+        make_loader: the loader factory (default pipeline.loader.make_loader).
+
+    Returns:
+        The report: {"machine", "date", "config", "results": [one row per sweep point]}.
+    """
+    if make_loader is None:
+        from pipeline.loader import make_loader
+    device = torch_device(options.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input shape per run: let cuDNN pick the fastest kernels
+    runner, points = Runner(options, make_loader, device), sweep_points(options)
+    report = {"machine": machine_info(device), "date": utc_now(), "config": config_json(options), "results": []}
+    for index, (dataset, point) in enumerate(points, start=1):
+        timings = {}
+        for mode in options.modes:
+            timings[mode] = runner.measure(mode, dataset, point)
+            print(f"bench [{index}/{len(points)}] {mode:<12} {dataset.name} threads={point['threads']} "
+                  f"batch={point['batch_size']} amp={point['amp']}: {timings[mode].images_per_s:,.1f} images/s",
+                  file=sys.stderr, flush=True)
+        report["results"].append(row_result(point, timings))
+    return report
+
+
+def config_json(options: BenchOptions) -> dict[str, Any]:
+    """The options as plain JSON values."""
+    config = dataclasses.asdict(options)
+    config["datasets"] = [{"name": d.name, "root": str(d.root), "list": str(d.train_list)} for d in options.datasets]
+    return config
+
+
+def _default_threads() -> str:
+    return str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@click.command("bench")
+@click.option("--root", "roots", multiple=True, type=click.Path(path_type=Path), help="Image folder (repeat to compare data sets).")
+@click.option("--lists", "lists_dirs", multiple=True, type=click.Path(path_type=Path), help="prepare's output folder (uses its train.txt).")
+@click.option("--list", "lists", multiple=True, type=click.Path(path_type=Path), help="A file list instead of --lists.")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None, help="Default: gpu if CUDA is available.")
+@click.option("--threads", default=_default_threads, show_default="usable CPUs", help="DALI threads = DataLoader workers, comma-separated to sweep.")
+@click.option("--batch-size", default="128", show_default=True, help="Comma-separated to sweep.")
+@click.option("--hw-decoder-load", default=None, help="GPU only: share of JPEGs for the hardware decoder, comma-separated to sweep.")
+@click.option("--amp", default="off", show_default=True, help="off or bf16, comma-separated to sweep.")
+@click.option("--channels-last", is_flag=True, help="NHWC batches from the loader into a channels_last model.")
+@click.option("--compile", "compile_mode", is_flag=False, flag_value="default", default=None,
+              help="torch.compile the model; optional mode: --compile reduce-overhead (CUDA graphs).")
+@click.option("--steps", default=20, show_default=True, type=click.IntRange(1), help="Timed batches per mode.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed batches before them.")
+@click.option("--modes", default=",".join(MODES), show_default=True, help="Which measurements, comma-separated.")
+@click.option("--arch", type=click.Choice(["alexnet", "alexnet_owt"]), default=ARCH, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results here.")
+@click.option("--png", "png_path", type=click.Path(path_type=Path), help="Draw the bar chart here.")
+@user_errors
+def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load, amp, channels_last,
+         compile_mode, steps, warmup, modes, arch, json_path, png_path) -> None:
+    """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
+    device = device or ("gpu" if torch.cuda.is_available() else "cpu")
+    if hw_decoder_load is not None and device != "gpu":
+        raise InputError("--hw-decoder-load applies to the GPU decoder only; drop it or use --device gpu")
+    options = BenchOptions(
+        datasets=resolve_datasets(roots, lists_dirs, lists), device=device,
+        threads=_positive(split_values(threads, int, "--threads"), "--threads"),
+        batch_sizes=_positive(split_values(batch_size, int, "--batch-size"), "--batch-size"),
+        hw_decoder_loads=(None,) if hw_decoder_load is None else _fractions(split_values(hw_decoder_load, float, "--hw-decoder-load")),
+        amps=_choices(split_values(amp, str, "--amp"), AMP_CHOICES, "--amp"),
+        channels_last=channels_last, compile_mode=compile_mode, steps=steps, warmup=warmup,
+        modes=_choices(split_values(modes, str, "--modes"), MODES, "--modes"), arch=arch,
+    )
+    report = run_bench(options)
+    click.echo(format_table(report["results"]))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        click.echo(f"wrote {json_path}")
+    if png_path:
+        title = f"{report['machine']['gpu_name'] or report['machine']['cpu_model']} ({device}), {arch}"
+        draw_chart(report["results"], png_path, title)
+        click.echo(f"wrote {png_path}")
+
+
+def _positive(values: tuple, flag: str) -> tuple:
+    if any(value < 1 for value in values):
+        raise InputError(f"{flag}: every value must be at least 1, got {','.join(map(str, values))}")
+    return values
+
+
+def _fractions(values: tuple) -> tuple:
+    if any(not 0.0 <= value <= 1.0 for value in values):
+        raise InputError(f"--hw-decoder-load: every value must lie in [0, 1], got {','.join(map(str, values))}")
+    return values
+
+
+def _choices(values: tuple, allowed: Sequence[str], flag: str) -> tuple:
+    unknown = [value for value in values if value not in allowed]
+    if unknown:
+        raise InputError(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return values
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""What `imagenet-tools bench` writes: the machine, the results as JSON, a table and a bar chart."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from tools.bench_modes import Timing
+
+# The five measurements, in the order they run and are shown. "pipeline"/"e2e" use the DALI loader,
+# "pil-*" the PyTorch DataLoader + PIL baseline with the same number of workers.
+MODES = ("pipeline", "model", "e2e", "pil-pipeline", "pil-e2e")
+MODE_TITLES = {
+    "pipeline": "DALI pipeline only",
+    "model": "model only (synthetic batch on the device)",
+    "e2e": "end to end, DALI",
+    "pil-pipeline": "DataLoader + PIL pipeline only",
+    "pil-e2e": "end to end, DataLoader + PIL",
+}
+# (ratio name, numerator mode, denominator mode)
+RATIOS = (
+    ("e2e_over_model", "e2e", "model"),
+    ("dali_over_pil_pipeline", "pipeline", "pil-pipeline"),
+    ("dali_over_pil_e2e", "e2e", "pil-e2e"),
+)
+# ILSVRC-2012 training images (shared PAPER.md §2): what "90 epochs" means in hours_for_90_epochs.
+IMAGENET_TRAIN_IMAGES = 1_281_167
+PAPER_EPOCHS = 90
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """CPU, GPU and library versions of this machine, for the JSON."""
+    try:
+        import nvidia.dali
+
+        dali_version = nvidia.dali.__version__
+    except ImportError:
+        dali_version = None
+    import PIL
+
+    cpu_model = None
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "dali": dali_version,
+        "pillow": PIL.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "gpu_name": None,
+        "gpu_count": 0,
+    }
+    if device.type == "cuda":
+        info.update(gpu_name=torch.cuda.get_device_name(device), gpu_count=torch.cuda.device_count(),
+                    cuda=torch.version.cuda)
+    return info
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 in UTC, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def row_result(setting: dict[str, Any], timings: dict[str, Timing]) -> dict[str, Any]:
+    """One sweep point as JSON: its setting, each mode's numbers, and the ratios between modes.
+
+    Args:
+        setting: the sweep point (data, threads, batch_size, ...), copied as is.
+        timings: mode -> Timing, for the modes that ran.
+
+    Returns:
+        {**setting, "modes": {mode: {...}}, "ratios": {...}}; a ratio is None when a mode is missing.
+    """
+    modes = {}
+    for mode in MODES:
+        if mode not in timings:
+            continue
+        timing = timings[mode]
+        entry = {"images": timing.images, "seconds": round(timing.seconds, 6),
+                 "images_per_s": round(timing.images_per_s, 3)}
+        if timing.wait_fraction is not None:
+            entry["wait_fraction"] = round(timing.wait_fraction, 6)
+            entry["hours_for_90_epochs"] = round(PAPER_EPOCHS * IMAGENET_TRAIN_IMAGES / timing.images_per_s / 3600, 3)
+        modes[mode] = entry
+    ratios = {}
+    for name, top, bottom in RATIOS:
+        have = top in timings and bottom in timings
+        ratios[name] = round(timings[top].images_per_s / timings[bottom].images_per_s, 4) if have else None
+    return {**setting, "modes": modes, "ratios": ratios}
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table: one line per sweep point, images/s per mode, wait fraction and ratios."""
+    head = ["data", "thr", "batch", "hw", "amp", *MODES, "wait", "e2e/model", "dali/pil", "e2e dali/pil"]
+    lines = [head]
+    for row in rows:
+        modes, ratios = row["modes"], row["ratios"]
+        wait = modes.get("e2e", {}).get("wait_fraction")
+        lines.append([
+            row["data"], str(row["threads"]), str(row["batch_size"]), _number(row["hw_decoder_load"], 2), row["amp"],
+            *(_number(modes.get(mode, {}).get("images_per_s")) for mode in MODES),
+            "-" if wait is None else f"{100 * wait:.1f}%",
+            *(_number(ratios[name], 2) for name, _, _ in RATIOS),
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
+
+
+def row_label(row: dict[str, Any], varying: Sequence[str]) -> str:
+    """A short label naming the fields that vary across the rows (e.g. `threads=2 batch=64`)."""
+    parts = [f"{key}={row[key]}" for key in varying]
+    return " ".join(parts) or row["data"]
+
+
+def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """A grouped bar chart: one group per sweep point, one bar per mode (images/s), written as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("data", "threads", "batch_size", "hw_decoder_load", "amp")
+    varying = [key for key in keys if len({str(row[key]) for row in rows}) > 1]
+    modes = [mode for mode in MODES if any(mode in row["modes"] for row in rows)]
+    width = 0.8 / max(len(modes), 1)
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(rows) * max(len(modes), 1) * 0.5), 4.5))
+    for index, mode in enumerate(modes):
+        values = [row["modes"].get(mode, {}).get("images_per_s", 0.0) for row in rows]
+        positions = [group + (index - (len(modes) - 1) / 2) * width for group in range(len(rows))]
+        bars = axes.bar(positions, values, width, label=MODE_TITLES[mode])
+        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    axes.set_xticks(range(len(rows)), [row_label(row, varying) for row in rows], fontsize=8)
+    axes.set_ylabel("images / s")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
