@@ -205,3 +205,25 @@ def test_process_pool_gives_the_same_lists(tmp_path: Path) -> None:
         lists[workers] = (tmp_path / workers / "train.txt").read_text(), read_rejected(tmp_path / workers)
     assert lists["1"] == lists["2"]
     assert len(lists["1"][0].splitlines()) == 70
+
+
+def test_enormous_unreadable_and_loose_files(tmp_path: Path) -> None:
+    root, out = tmp_path / "root", tmp_path / "out"
+    folder = root / "train" / "n01"
+    folder.mkdir(parents=True)
+    small_rgb().save(folder / "good.JPEG")
+    data = bytearray(jpeg_bytes(small_rgb()))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5:frame + 9] = (30000).to_bytes(2, "big") * 2  # the frame header claims 30000 x 30000
+    (folder / "enormous.JPEG").write_bytes(bytes(data))
+    (folder / "dangling.JPEG").symlink_to(tmp_path / "gone.JPEG")
+    small_rgb().save(root / "train" / "loose.JPEG")
+    assert read_header(folder / "enormous.JPEG").width == 30000
+    assert run_prepare(root, "--out", out).exit_code == 0
+    rejected = read_rejected(out)
+    assert rejected["train/n01/enormous.JPEG"].startswith("too large (30000x30000")
+    assert rejected["train/n01/dangling.JPEG"].startswith("unreadable")
+    assert rejected["train/loose.JPEG"] == "not inside a class folder"
+    assert read_file_list(out / "train.txt") == [("train/n01/good.JPEG", 0)]
+    assert run_prepare(root, "--out", out, "--max-pixels", str(30000 ** 2)).exit_code == 0
+    assert "train/n01/enormous.JPEG" in dict(read_file_list(out / "train.txt"))

@@ -119,6 +119,9 @@ def _scan_class_folders(root: Path, base: Path, split: str, dataset: Dataset) ->
     """Add `base/<class>/**` of one split to dataset; return the class ids found."""
     classes = _subfolders(root / base)
     dataset.entries[split] = []
+    # A file beside the class folders has no class: report it instead of dropping it silently.
+    dataset.unlabelled.extend(((base / name).as_posix(), "not inside a class folder")
+                              for name in _visible_files(root / base))
     for class_id in classes:
         class_dir = root / base / class_id
         dataset.class_dirs[(split, class_id)] = (base / class_id).as_posix()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -85,7 +86,7 @@ def _check_resize_settings(options: PrepareOptions) -> None:
     marker.write_text(json.dumps(settings))
 
 
-def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, list, float]:
+def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, list, dict]:
     """Re-encode images (resize all, or repair the bad ones) into their new root.
 
     Args:
@@ -94,8 +95,8 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
         workers: processes.
 
     Returns:
-        (listed, failed, seconds): listed rows are (index, Listed) with the new list path; failed rows
-        are (index, rel, reason).
+        (listed, failed, report): listed rows are (index, Listed) with the new list path; failed rows
+        are (index, rel, reason); report has the seconds taken and how many files were written or kept.
     """
     resizing = options.resize is not None
     base = options.resized_root if resizing else options.repair_dir
@@ -116,7 +117,9 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
         # Resized: relative to --resized-root. Repaired: relative to ROOT, through `..` (see docs/prepare.md).
         list_path = name if resizing else os.path.relpath(base.resolve() / name, options.root.resolve())
         listed.append((index, (split, list_path, class_id, width, height)))
-    return listed, failed, time.perf_counter() - start
+    outcomes = Counter(outcome for outcome, _ in results)
+    return listed, failed, {"convert_s": round(time.perf_counter() - start, 3), "written": outcomes["done"],
+                            "kept": outcomes["kept"]}
 
 
 def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list, list, list, dict]:
@@ -173,9 +176,9 @@ def prepare(options: PrepareOptions) -> dict:
                             [str(root / rel) for _, rel, _ in items], workers, f"check ({options.check})")
     check_s = time.perf_counter() - start
     listed, todo, rejected, fixable = _triage(options, items, verdicts)
-    convert_s, repaired = 0.0, []
+    converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0}, []
     if todo:
-        converted, failed, convert_s = _convert(options, todo, workers)
+        converted, failed, converted_report = _convert(options, todo, workers)
         listed += converted
         rejected += failed
         base = options.resized_root if options.resize is not None else options.repair_dir
@@ -189,10 +192,11 @@ def prepare(options: PrepareOptions) -> dict:
     _require_every_class(root, out, dataset.class_dirs, rows)
     written += write_lists(out, rows, dataset.classes, SPLITS)
     timing = {"scan_s": round(scan_s, 3), "check_s": round(check_s, 3),
-              "check_files_per_s": round(len(items) / max(check_s, 1e-9)), "convert_s": round(convert_s, 3),
+              "check_files_per_s": round(len(items) / max(check_s, 1e-9)), **converted_report,
               "workers": workers}
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
-    settings.update(layout=layout, lists_relative_to=str(options.resized_root if options.resize else root))
+    list_root = options.resized_root if options.resize else root
+    settings.update(layout=layout, lists_relative_to=str(list_root.resolve()))
     summary = summarize(rows, dataset.classes, repaired, rejections, settings, timing)
     written.append(write_summary(out, summary))
     summary["written"] = [str(path) for path in written]
@@ -206,6 +210,10 @@ def _require_every_class(root: Path, out: Path, class_dirs: dict, listed: list[L
         if (split, class_id) not in present:
             raise InputError(f"{root / folder}: no valid image in this class folder (reasons in "
                              f"{out / 'rejected.tsv'}); add images or remove the folder")
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
 
 
 @click.command(name="prepare")
@@ -236,12 +244,15 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     summary = prepare(PrepareOptions(root=root, out=out, resize=resize, resized_root=resized_root, **flags))
     timing = summary["timing"]
     counts = ", ".join(f"{split} {entry['images']}" for split, entry in summary["splits"].items())
-    click.echo(f"layout {summary['layout']}: {summary['classes']} classes; listed {counts}; "
+    click.echo(f"layout {summary['layout']}: {_count(summary['classes'], 'class', 'classes')}; listed {counts}; "
                f"repaired {summary['repaired']['count']}, rejected {summary['rejected']['count']}")
-    click.echo(f"check ({summary['check']}): {timing['check_files_per_s']:,} files/s on {timing['workers']} "
-               f"workers ({timing['check_s']:.1f} s)")
+    click.echo(f"check ({summary['check']}): {timing['check_files_per_s']:,} files/s on "
+               f"{_count(timing['workers'], 'worker', 'workers')} ({timing['check_s']:.1f} s)")
     if summary["rejected"]["by_reason"]:
         click.echo("rejected: " + ", ".join(f"{why} {n}" for why, n in summary["rejected"]["by_reason"].items()))
+    if summary["resize"]:
+        click.echo(f"resized to {summary['resize']}: {timing['written']} written, {timing['kept']} kept from "
+                   f"an earlier run ({timing['convert_s']:.1f} s)")
     click.echo(f"lists relative to {summary['lists_relative_to']}")
     click.echo("wrote " + ", ".join(summary["written"]))
 
