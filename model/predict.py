@@ -1,0 +1,89 @@
+"""Classify images with a trained checkpoint: the top-5 classes, their names and probabilities.
+
+    python -m model.predict runs/a1/model_best.pth.tar photo1.jpg photo2.jpg --classes lists/classes.tsv
+
+Preprocessing is validation's, by construction: the PIL baseline's validation dataset (shorter side 256,
+centre 256x256, centre 224 crop, the normalisation the checkpoint was trained with).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+from model.alexnet import build_model
+from model.checkpoint import load_checkpoint
+from pipeline.constants import CROP_SIZE, NORMALIZATIONS
+from pipeline.errors import InputError, user_errors
+from pipeline.filelist import read_class_table
+from pipeline.lighting import colour_stats
+from pipeline.pil_loader import ImageListDataset
+
+TOP = 5
+
+
+def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Path | None,
+            device: torch.device, top: int = TOP) -> list[tuple[list[int], list[float]]]:
+    """Top-`top` class indices and softmax probabilities for each image.
+
+    Args:
+        model: a network in eval mode on `device`.
+        images: image files (any format PIL reads).
+        normalize, pca: the training run's normalisation ("mean"/"meanstd") and pca.json (None: defaults).
+        device: where the model is.
+        top: how many classes per image.
+
+    Returns:
+        One (indices, probabilities) pair per image, most likely first.
+    """
+    dataset = ImageListDataset(Path("/"), [(str(Path(p).resolve()), 0) for p in images], "val",
+                               colour_stats(pca, normalize), CROP_SIZE, 0.0)
+    results = []
+    with torch.no_grad():
+        for index in range(len(dataset)):
+            tensor, _ = dataset[index]
+            probs = torch.softmax(model(tensor[None].to(device)).float(), dim=1)[0]
+            values, indices = probs.topk(min(top, probs.numel()))
+            results.append((indices.tolist(), values.tolist()))
+    return results
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--classes", type=click.Path(), required=True, help="classes.tsv of the lists it was trained on.")
+@click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
+              help="Override the checkpoint's normalisation (it is read from the checkpoint).")
+@click.option("--pca", type=click.Path(), default=None, help="Override the checkpoint's pca.json (its mean).")
+@user_errors
+def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, normalize: str | None,
+         pca: str | None) -> None:
+    """Print the top-5 classes of each IMAGE according to CHECKPOINT."""
+    table = read_class_table(Path(classes))
+    state = load_checkpoint(Path(checkpoint), num_classes=len(table))
+    data_config = state.get("config", {}).get("DataConfig", {}) if isinstance(state.get("config"), dict) else {}
+    normalize = normalize or data_config.get("normalize", "mean")
+    pca_path = Path(pca) if pca else (Path(data_config["pca"]) if data_config.get("pca") else None)
+    if pca_path is not None and not pca_path.is_file():
+        raise InputError(f"{pca_path}: the checkpoint was trained with this pca.json (its mean); pass --pca PATH")
+    for image in images:
+        if not Path(image).is_file():
+            raise InputError(f"{image}: no such image file")
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    model = build_model(state["arch"], state["num_classes"])
+    model.load_state_dict(state["state_dict"])
+    model.to(torch_device).eval()
+    for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path, torch_device)):
+        print(image)
+        for index, prob in zip(indices, probs):
+            wnid, name = table[index]
+            print(f"  {prob:7.2%}  {index:4d}  {wnid}  {name}")
+
+
+if __name__ == "__main__":
+    main()

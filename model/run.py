@@ -1,0 +1,232 @@
+"""A training run: build everything from the configs (or a checkpoint), then the epoch loop with its policy.
+
+Resuming gives the same weights as never stopping (on the CPU, where the kernels are deterministic):
+- epoch e's training loader is built fresh with seed + e, so its data order and augmentations depend on
+  (seed, e) only, not on how many epochs this process has already run;
+- torch's RNG (dropout) is reseeded with seed + e at the start of each epoch, and a mid-epoch checkpoint
+  stores the RNG state, restored after the epoch's finished batches have been read again and dropped.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from model import parallel
+from model.alexnet import build_model
+from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from model.config import LR_DROP_FACTOR, OptimConfig, RunConfig, ScheduleConfig, as_primitives
+from model.engine import Trainer, evaluate, train_one_epoch
+from model.metrics import EpochClock, Meter
+from model.run_log import StopRequest, epoch_record, append_metrics, trim_metrics
+from pipeline.config import DataConfig
+from pipeline.errors import InputError
+from pipeline.filelist import read_class_table
+from pipeline.loader import make_loader
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Position:
+    """Where the run is: `epoch` in progress (or next), batches of it done, steps in total, best top-1 acc %."""
+
+    epoch: int = 0
+    epoch_step: int = 0
+    step: int = 0
+    best_acc1: float = 0.0
+    meter: list[float] | None = None
+    rng: dict | None = None
+
+
+@dataclass
+class Session:
+    """Everything a run holds; built by open_session, released by close."""
+
+    data: DataConfig
+    optim: OptimConfig
+    schedule: ScheduleConfig
+    run: RunConfig
+    ctx: parallel.ParallelContext
+    arch: str
+    num_classes: int
+    net: nn.Module
+    trainer: Trainer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    position: Position
+
+    def close(self) -> None:
+        parallel.cleanup(self.ctx)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleConfig, lr: float):
+    """The learning-rate schedule: the paper's plateau rule, or pytorch/examples' step rule."""
+    if schedule.kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, schedule.step_size, gamma=LR_DROP_FACTOR)
+    # torch lowers the rate once num_bad_epochs > patience, i.e. after patience + 1 epochs without
+    # improvement, so the paper-style "not improved for --patience epochs" is torch's patience - 1.
+    # min_lr stops it after max_drops drops; eps relative to lr so a tiny --lr can still drop.
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=LR_DROP_FACTOR, patience=schedule.patience - 1,
+        min_lr=lr * LR_DROP_FACTOR**schedule.max_drops, eps=lr * 1e-6,
+    )
+
+
+def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig, run: RunConfig) -> Session:
+    """Set up devices, model, optimiser, schedule and (with --resume) restore a checkpoint."""
+    ctx = parallel.init_parallel(run.parallel, run.device, run.gpus)
+    try:
+        on_gpu = ctx.device.type == "cuda"
+        data = replace(data, device="gpu" if on_gpu else "cpu", device_id=ctx.device_id)
+        num_classes = len(read_class_table(run.classes)) if run.classes else 1000
+        checkpoint = None
+        if run.resume is not None:
+            checkpoint = load_checkpoint(run.resume, arch=run.arch, num_classes=num_classes,
+                                         for_resume=not run.evaluate)
+        arch = run.arch or (checkpoint["arch"] if checkpoint else "alexnet")
+        torch.manual_seed(run.seed)  # the initial weights depend on the seed only
+        model = build_model(arch, num_classes, run.bias_one)
+        if checkpoint is not None:
+            try:
+                model.load_state_dict(checkpoint["state_dict"])
+            except RuntimeError as error:
+                raise InputError(f"{run.resume}: weights do not fit -a {arch} with {num_classes} classes "
+                                 f"({str(error).splitlines()[1].strip()[:100] if len(str(error).splitlines()) > 1 else error})") from None
+        if run.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        net = parallel.wrap_model(model, ctx)
+        # §5's update is v <- 0.9 v - 0.0005 lr w - lr dL/dw; w <- w + v. torch keeps v' = v / lr instead
+        # (w <- w - lr v'), identical while lr is constant; when lr drops, the buffered gradients are
+        # applied at the new rate rather than the old one, a negligible difference for a one-off change.
+        optimizer = torch.optim.SGD(net.parameters(), lr=optim.lr, momentum=optim.momentum,
+                                    weight_decay=optim.weight_decay)
+        scheduler = make_scheduler(optimizer, schedule, optim.lr)
+        scaler = torch.amp.GradScaler(ctx.device.type, enabled=run.amp == "fp16")
+        forward = torch.compile(net) if run.compile else net
+        trainer = Trainer(forward, optimizer, ctx.device, AMP_DTYPES[run.amp], scaler, run.channels_last,
+                          lambda tensor: parallel.all_reduce_sum(tensor, ctx))
+        position = Position()
+        if checkpoint is not None and not run.evaluate:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            if checkpoint.get("scaler"):
+                scaler.load_state_dict(checkpoint["scaler"])
+            position = Position(checkpoint["epoch"], checkpoint.get("epoch_step", 0), checkpoint["step"],
+                                checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), checkpoint.get("rng"))
+        return Session(data, optim, schedule, run, ctx, arch, num_classes, net, trainer, scheduler, scaler, position)
+    except BaseException:
+        parallel.cleanup(ctx)
+        raise
+
+
+def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = False) -> None:
+    """Save where the run is (rank 0 only). `meter`: the running sums of an unfinished epoch."""
+    if meter is not None:
+        meter.check_finite(f"epoch {session.position.epoch}, before a checkpoint")
+    if not session.ctx.is_main:
+        return
+    pos = session.position
+    state = {
+        "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
+        "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net, session.ctx),
+        "best_acc1": pos.best_acc1, "optimizer": session.trainer.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng_state(),
+        "epoch_meter": meter.values() if meter is not None else None,
+        "config": as_primitives(session.data, session.optim, session.schedule, session.run),
+    }
+    save_checkpoint(state, session.run.out, is_best)
+
+
+def fit(session: Session) -> None:
+    """Train from session.position to the last epoch, validating and checkpointing after each."""
+    run, ctx, pos = session.run, session.ctx, session.position
+    if ctx.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        trim_metrics(run.out, pos.epoch)  # a resumed epoch is logged again when it completes
+    val_loader = make_loader(session.data, "val", shard_id=ctx.rank, num_shards=ctx.world_size)
+    ten_loader = make_loader(session.data, "ten_crop", shard_id=ctx.rank, num_shards=ctx.world_size) if run.ten_crop else None
+    stop = StopRequest(ctx)
+    with stop:
+        for epoch in range(pos.epoch, session.schedule.epochs):
+            if run.max_steps is not None and pos.step >= run.max_steps:
+                break
+            finished, meter, clock = train_epoch(session, epoch, stop)
+            if stop.name is not None:
+                break
+            end_epoch(session, epoch, finished, meter, clock, val_loader, ten_loader)
+            if stop.name is not None or not finished:
+                break
+    if stop.name is not None and ctx.is_main:
+        print(f"{stop.name}: stopped at epoch {pos.epoch} batch {pos.epoch_step} (step {pos.step}); checkpoint "
+              f"written; continue with --resume {run.out / 'checkpoint.pth.tar'}", file=sys.stderr)
+
+
+def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, Meter, EpochClock]:
+    """Train one epoch (or its rest after a restart). Returns (all batches done, its meter, its clock)."""
+    run, ctx, pos = session.run, session.ctx, session.position
+    data = replace(session.data, seed=run.seed + epoch)
+    loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
+    total = len(loader)
+    skip = pos.epoch_step if epoch == pos.epoch else 0
+    torch.manual_seed(run.seed + epoch)
+    meter = Meter(ctx.device, pos.meter if skip else None)
+    pos.epoch, pos.epoch_step = epoch, skip
+
+    def resume_rng() -> None:
+        if skip and pos.rng is not None:
+            set_rng_state(pos.rng)
+
+    def after_step(done: int) -> bool:
+        pos.step, pos.epoch_step = pos.step + 1, done
+        stopping = stop.requested()
+        limit = run.max_steps is not None and pos.step >= run.max_steps
+        periodic = run.checkpoint_every is not None and pos.step % run.checkpoint_every == 0
+        if stopping or (periodic and done < total and not limit):
+            write_checkpoint(session, meter)
+        return stopping or limit
+
+    clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
+                            after_step=after_step, after_skip=resume_rng, log=ctx.is_main)
+    del loader  # free the epoch's pipeline before the next one is built
+    return pos.epoch_step >= total, meter, clock
+
+
+def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock: EpochClock,
+              val_loader, ten_loader) -> None:
+    """Validate, step the schedule (complete epochs only), log, and checkpoint."""
+    pos, ctx = session.position, session.ctx
+    lr = session.trainer.optimizer.param_groups[0]["lr"]
+    sums = Meter(ctx.device, meter.values())
+    session.trainer.reduce(sums.sums)
+    train = sums.summary()
+    val = evaluate(session.trainer, val_loader)
+    ten = evaluate(session.trainer, ten_loader) if ten_loader is not None else None
+    if finished:
+        if isinstance(session.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            session.scheduler.step(val[1])
+        else:
+            session.scheduler.step()
+        pos.epoch, pos.epoch_step = epoch + 1, 0
+    acc1 = 100.0 - val[1]
+    is_best = math.isfinite(acc1) and acc1 > pos.best_acc1
+    pos.best_acc1 = max(pos.best_acc1, acc1) if math.isfinite(acc1) else pos.best_acc1
+    if ctx.is_main:
+        record = epoch_record(epoch, lr, train, val, ten, clock)
+        append_metrics(session.run.out, record)
+        print(record_line(record), flush=True)
+    write_checkpoint(session, None if finished else meter, is_best)
+
+
+def record_line(record: dict) -> str:
+    """The per-epoch summary on stdout."""
+    ten = (f" | 10-crop top-1 {record['val10_top1_err']:.2f}% top-5 {record['val10_top5_err']:.2f}%"
+           if record["val10_top1_err"] is not None else "")
+    fmt = lambda v: "nan" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top-1 {fmt(record['train_top1_err'])}% "
+            f"top-5 {fmt(record['train_top5_err'])}% | val loss {fmt(record['val_loss'])} top-1 "
+            f"{fmt(record['val_top1_err'])}% top-5 {fmt(record['val_top5_err'])}%{ten} | lr {record['lr']:.3g} | "
+            f"{record['images_per_s']:.1f} img/s, data wait {record['data_wait_frac']:.0%} | {record['time_s']:.1f} s")

@@ -1,0 +1,119 @@
+"""What a run leaves behind besides checkpoints (RUNDIR/metrics.jsonl), and how it is asked to stop (signals).
+
+metrics.jsonl has one JSON object per epoch with exactly METRIC_KEYS (tools/visualize.py reads them):
+errors in percent, `epoch` 0-based (the epoch just finished), null where a value does not exist.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+from model import parallel
+from model.metrics import EpochClock
+
+METRICS_NAME = "metrics.jsonl"
+METRIC_KEYS = (
+    "epoch", "lr", "train_loss", "train_top1_err", "train_top5_err", "val_loss", "val_top1_err",
+    "val_top5_err", "val10_top1_err", "val10_top5_err", "images_per_s", "data_wait_frac", "time_s",
+)
+
+
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN: a value that does not exist (e.g. an empty split) is null."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def epoch_record(epoch: int, lr: float, train: tuple, val: tuple, ten: tuple | None, clock: EpochClock) -> dict:
+    """One metrics.jsonl line.
+
+    Args:
+        epoch: the epoch just finished (0-based).
+        lr: the learning rate it was trained with.
+        train: (loss, top-1 err %, top-5 err %); val, ten: the same plus an image count (ten: None if not run).
+        clock: the epoch's training clock.
+
+    Returns:
+        A dict with exactly METRIC_KEYS.
+    """
+    record = {
+        "epoch": epoch, "lr": lr,
+        "train_loss": _number(train[0]), "train_top1_err": _number(train[1]), "train_top5_err": _number(train[2]),
+        "val_loss": _number(val[0]), "val_top1_err": _number(val[1]), "val_top5_err": _number(val[2]),
+        "val10_top1_err": _number(ten[1]) if ten else None, "val10_top5_err": _number(ten[2]) if ten else None,
+        "images_per_s": clock.images_per_s(), "data_wait_frac": clock.data_wait_frac(), "time_s": clock.elapsed(),
+    }
+    assert tuple(record) == METRIC_KEYS
+    return record
+
+
+def append_metrics(out: Path, record: dict) -> None:
+    """Append one line to RUNDIR/metrics.jsonl (flushed: a killed run keeps every finished epoch)."""
+    with open(Path(out) / METRICS_NAME, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def trim_metrics(out: Path, before_epoch: int) -> None:
+    """Drop lines of epochs >= before_epoch (a resumed run logs them again), and any torn last line."""
+    path = Path(out) / METRICS_NAME
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["epoch"] < before_epoch:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    temp = path.with_suffix(".tmp")
+    temp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(temp, path)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask the run to stop after the step in flight (a second signal aborts at once).
+
+    Use as a context manager around the training loop; `requested()` is checked after every step and,
+    under DDP, agreed on by all ranks so they stop at the same step.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, ctx: parallel.ParallelContext) -> None:
+        self.ctx = ctx
+        self.name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.name is not None:
+            self.__exit__()
+            signal.raise_signal(signum)  # the second one: default behaviour, stop now
+            return
+        self.name = signal.Signals(signum).name
+        print(f"\n{self.name} received: finishing this step, then writing a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def requested(self) -> bool:
+        """True once a signal came (on any rank, under DDP)."""
+        if self.ctx.mode != "ddp" or self.ctx.world_size == 1:
+            return self.name is not None
+        flag = torch.tensor([1.0 if self.name else 0.0], device=self.ctx.device)
+        if parallel.all_reduce_sum(flag, self.ctx).item() > 0 and self.name is None:
+            self.name = "a signal on another rank"
+        return self.name is not None

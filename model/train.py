@@ -1,0 +1,132 @@
+"""Train the paper's AlexNet: `python -m model.train --dali ...` (flags as in pytorch/examples imagenet).
+
+    python -m model.train --root data/imagenette --lists lists --out runs/a1 --device cuda \
+        --amp bf16 --channels-last --epochs 90 -b 128 --lr 0.01 --ten-crop
+    python -m model.train ... --resume runs/a1/checkpoint.pth.tar          # continue (also after kill -9)
+    python -m model.train --root ... --lists lists -e --resume runs/a1/model_best.pth.tar --ten-crop
+
+Per epoch one line on stdout, one JSON line in RUNDIR/metrics.jsonl, RUNDIR/checkpoint.pth.tar (and
+model_best.pth.tar). SIGINT/SIGTERM: the step in flight finishes, a checkpoint is written, exit 0.
+docs/training.md has real runs. The loop itself is model/engine.py; this file is the CLI and the policy.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
+from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
+from model.engine import evaluate
+from model.run import Session, fit, open_session
+from pipeline.config import DataConfig
+from pipeline.constants import NORMALIZATIONS
+from pipeline.errors import InputError, user_errors
+from pipeline.loader import make_loader
+
+ARCH_CHOICES = ("alexnet", "alexnet_owt")
+
+
+def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleConfig, RunConfig]:
+    """Turn the parsed flags into the four frozen configs (the data device is set once devices are known)."""
+    lists = Path(options["lists"])
+    if not lists.is_dir():
+        raise InputError(f"--lists {lists}: no such folder; write it with `imagenet-tools prepare ROOT --out {lists}`")
+    gpus = tuple(g.strip() for g in options["gpus"].split(",")) if options["gpus"] else None
+    data = DataConfig(
+        root=Path(options["root"]), train_list=lists / "train.txt", val_list=lists / "val.txt",
+        pca=Path(options["pca"]) if options["pca"] else None, batch_size=options["batch_size"],
+        backend="dali" if options["dali"] else "pil", num_threads=options["workers"],
+        normalize=options["normalize"], layout="NHWC" if options["channels_last"] else "NCHW",
+        seed=options["seed"],
+    )
+    optim = OptimConfig(lr=options["lr"], momentum=options["momentum"], weight_decay=options["wd"])
+    schedule = ScheduleConfig(kind=options["schedule"], epochs=options["epochs"], patience=options["patience"],
+                              step_size=options["step_size"])
+    run = RunConfig(
+        arch=options["arch"], out=Path(options["out"]), classes=lists / "classes.tsv", device=options["device"],
+        amp=options["amp"], channels_last=options["channels_last"], compile=options["compile"],
+        seed=options["seed"], print_freq=options["print_freq"], max_steps=options["max_steps"],
+        checkpoint_every=options["checkpoint_every"], resume=Path(options["resume"]) if options["resume"] else None,
+        evaluate=options["evaluate"], ten_crop=options["ten_crop"], bias_one=options["bias_one"],
+        parallel=options["parallel"], gpus=gpus,
+    )
+    if run.evaluate and run.resume is None:
+        raise InputError("-e/--evaluate needs the checkpoint to evaluate: add --resume RUNDIR/model_best.pth.tar")
+    if run.amp == "fp16" and run.device == "cpu" and run.parallel != "towers":
+        raise InputError("--amp fp16 needs a CUDA device (GradScaler); on the CPU use --amp bf16 or off")
+    return data, optim, schedule, run
+
+
+def evaluate_only(session: Session) -> None:
+    """-e: print the checkpoint's validation loss and top-1/top-5 error (centre, and 10-crop if asked)."""
+    views = ["val"] + (["ten_crop"] if session.run.ten_crop else [])
+    for split in views:
+        loader = make_loader(session.data, split, shard_id=session.ctx.rank, num_shards=session.ctx.world_size)
+        loss, top1, top5, count = evaluate(session.trainer, loader)
+        if session.ctx.is_main:
+            name = "10-crop" if split == "ten_crop" else "centre"
+            print(f"{session.run.resume} ({name}, {count} images): loss {loss:.4f}  "
+                  f"top-1 error {top1:.2f} %  top-5 error {top5:.2f} %")
+
+
+INT_1 = click.IntRange(min=1)
+POSITIVE = click.FloatRange(min=0.0, min_open=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--root", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Folder the file lists' paths are relative to.")
+@click.option("--lists", type=click.Path(), required=True, help="prepare's output: train.txt, val.txt, classes.tsv.")
+@click.option("--pca", type=click.Path(), default=None, help="pca.json from compute-pca (default: published ImageNet).")
+@click.option("-a", "--arch", type=click.Choice(ARCH_CHOICES), default=None,
+              help="Network (default: the checkpoint's with --resume, else alexnet).")
+@click.option("--epochs", type=INT_1, default=PAPER_EPOCHS)
+@click.option("-b", "--batch-size", type=INT_1, default=PAPER_BATCH_SIZE, help="Images per step per process.")
+@click.option("--lr", type=POSITIVE, default=PAPER_LR, help="Initial learning rate.")
+@click.option("--momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=PAPER_MOMENTUM)
+@click.option("--wd", "--weight-decay", "wd", type=click.FloatRange(min=0.0), default=PAPER_WEIGHT_DECAY)
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="plateau",
+              help="plateau: lr/10 when val top-1 has not improved for --patience epochs (3 times at most).")
+@click.option("--patience", type=INT_1, default=3, help="plateau: epochs without improvement before lr/10.")
+@click.option("--step-size", type=INT_1, default=30, help="step: epochs between lr/10.")
+@click.option("--resume", type=click.Path(), default=None, help="Checkpoint (or run folder) to continue from.")
+@click.option("-e", "--evaluate", is_flag=True, help="Evaluate --resume on the validation list and exit.")
+@click.option("--ten-crop", is_flag=True, help="Also report 10-crop validation error (§6).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seeds init, data order, augmentation, dropout.")
+@click.option("-p", "--print-freq", type=INT_1, default=10, help="Steps between progress lines.")
+@click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
+@click.option("--workers", type=INT_1, default=4, help="DALI CPU threads or DataLoader workers.")
+@click.option("--dali/--no-dali", default=True, help="DALI pipelines, or the PIL DataLoader baseline.")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="mean",
+              help="mean: subtract the mean (the paper); meanstd: also divide by the std.")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="off", help="Autocast precision.")
+@click.option("--channels-last", is_flag=True, help="NHWC model and inputs.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--bias-one", type=float, default=1.0, help="Init bias of conv2/4/5, fc6/7 (paper 1; Caffe used 0.1).")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/alexnet", help="Run folder.")
+@click.option("--max-steps", type=INT_1, default=None, help="Stop after this many steps in total (short runs).")
+@click.option("--checkpoint-every", type=INT_1, default=None, help="Also checkpoint every N steps mid-epoch.")
+@click.option("--parallel", type=click.Choice(("none", "towers", "ddp")), default="none",
+              help="towers: the paper's two towers on --gpus; ddp: one process per GPU (torchrun).")
+@click.option("--gpus", default=None, help="towers: the two devices, e.g. cuda:0,cuda:1.")
+@user_errors
+def main(compile_: bool, **options) -> None:
+    """Train (or with -e evaluate) the paper's AlexNet on a prepared ImageNet-style folder."""
+    data, optim, schedule, run = configs_from_cli({**options, "compile": compile_})
+    session = open_session(data, optim, schedule, run)
+    try:
+        if run.evaluate:
+            evaluate_only(session)
+        else:
+            fit(session)
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    main()

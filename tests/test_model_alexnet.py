@@ -1,0 +1,110 @@
+"""The networks against the paper's numbers (shared PAPER.md §3, §5) and the optimiser against §5's update rule."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.alexnet import AlexNet, AlexNetOWT, build_model
+from model.engine import Trainer, train_step
+
+# PAPER.md §3, copied from the paper's accounting (not computed from the code).
+PAPER_PARAMS = {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936, "conv5": 442_624,
+                "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000}
+PAPER_NEURONS = {"conv1": 290_400, "conv2": 186_624, "conv3": 64_896, "conv4": 64_896, "conv5": 43_264,
+                 "fc6": 4096, "fc7": 4096, "fc8": 1000}
+LAYERS = tuple(PAPER_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def paper_net() -> AlexNet:
+    torch.manual_seed(0)
+    return AlexNet(num_classes=1000)
+
+
+def test_parameter_counts_match_the_paper(paper_net):
+    for layer, expected in PAPER_PARAMS.items():
+        assert sum(p.numel() for p in getattr(paper_net, layer).parameters()) == expected, layer
+    assert sum(p.numel() for p in paper_net.parameters()) == 60_965_224
+    assert sum(p.numel() for p in AlexNetOWT(1000).parameters()) == 61_100_840
+
+
+def test_neuron_counts_and_conv1_is_55x55(paper_net):
+    shapes = {}
+    hooks = [getattr(paper_net, layer).register_forward_hook(
+        lambda module, inputs, output, name=layer: shapes.__setitem__(name, tuple(output.shape[1:])))
+        for layer in LAYERS]
+    try:
+        with torch.no_grad():
+            out = paper_net.eval()(torch.zeros(1, 3, 224, 224))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert shapes["conv1"] == (96, 55, 55)
+    for layer, expected in PAPER_NEURONS.items():
+        assert int(np.prod(shapes[layer])) == expected, layer
+    assert out.shape == (1, 1000)
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "alexnet_owt"])
+def test_output_and_fc7_shapes(arch):
+    net = build_model(arch, num_classes=7).eval()
+    with torch.no_grad():
+        x = torch.randn(2, 3, 224, 224)
+        assert net(x).shape == (2, 7)
+        assert net.fc7_features(x).shape == (2, 4096)
+    if arch == "alexnet":  # the paper's 227 input gives the same result as 224 padded right/bottom
+        padded = F.pad(x, (0, 3, 0, 3))
+        with torch.no_grad():
+            assert torch.equal(net(x), net(padded))
+
+
+def test_paper_initialisation_statistics(paper_net):
+    for layer in LAYERS:
+        module = getattr(paper_net, layer)
+        weights = module.weight.detach().double().numpy().ravel()
+        # std of a sample of n N(0, 0.01) draws is within a few 0.01/sqrt(2n) of 0.01
+        tolerance = 6 * 0.01 / np.sqrt(2 * weights.size)
+        assert abs(weights.std() - 0.01) < tolerance, layer
+        assert abs(weights.mean()) < 6 * 0.01 / np.sqrt(weights.size), layer
+        expected_bias = 1.0 if layer in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0
+        assert np.all(module.bias.detach().numpy() == expected_bias), layer
+    caffe = AlexNet(num_classes=10, bias_one=0.1)
+    assert torch.all(caffe.fc6.bias == 0.1) and torch.all(caffe.conv1.bias == 0)
+
+
+def test_sgd_step_is_the_papers_update_rule():
+    """Two steps of train_step equal v <- 0.9 v - 0.0005 lr w - lr g; w <- w + v, done by hand in NumPy."""
+    torch.manual_seed(1)
+    net = AlexNet(num_classes=3).eval()  # eval: no dropout, so the reference sees the same function
+    reference = copy.deepcopy(net)
+    lr, momentum, wd = 0.01, 0.9, 5e-4
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
+    trainer = Trainer(net, optimizer, torch.device("cpu"))
+    weights = {name: p.detach().double().numpy().copy() for name, p in reference.named_parameters()}
+    initial = {name: w.copy() for name, w in weights.items()}
+    velocity = {name: np.zeros_like(w) for name, w in weights.items()}
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(2):
+        images = torch.randn(2, 3, 224, 224, generator=generator) * 50
+        labels = torch.tensor([0, 2])
+        # the gradient at the current weights, from the reference copy
+        with torch.no_grad():
+            for name, p in reference.named_parameters():
+                p.copy_(torch.from_numpy(weights[name]).float())
+        reference.zero_grad()
+        F.cross_entropy(reference(images), labels).backward()
+        for name, p in reference.named_parameters():
+            g = p.grad.double().numpy()
+            velocity[name] = momentum * velocity[name] - wd * lr * weights[name] - lr * g
+            weights[name] = weights[name] + velocity[name]
+        train_step(trainer, images, labels)
+    for name, p in net.named_parameters():
+        # compare the displacement over the two steps (the weights themselves would hide a wrong update)
+        got = p.detach().double().numpy() - initial[name]
+        expected = weights[name] - initial[name]
+        assert np.abs(expected).max() > 0, name
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max(), err_msg=name)

@@ -1,0 +1,121 @@
+"""Checkpoints: weights_only loading, atomic writes, a full disk, and the one-line errors for bad files."""
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import (BEST_NAME, CHECKPOINT_NAME, atomic_save, load_checkpoint, rng_state,
+                              save_checkpoint, set_rng_state)
+from pipeline.errors import InputError
+
+
+def small_checkpoint(arch: str = "alexnet", classes: int = 3, fill: float = 0.0) -> dict:
+    """A checkpoint dict with the real keys; a small fake fc8 keeps the files tiny."""
+    state_dict = {"fc8.weight": torch.full((classes, 4), fill), "fc8.bias": torch.zeros(classes)}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.01, momentum=0.9)
+    return {"epoch": 1, "epoch_step": 0, "step": 5, "arch": arch, "num_classes": classes, "state_dict": state_dict,
+            "best_acc1": 50.0, "optimizer": optimizer.state_dict(), "scheduler": {"last_epoch": 1},
+            "scaler": {}, "rng": rng_state(), "epoch_meter": None, "config": {"RunConfig": {"seed": 0, "out": "x"}}}
+
+
+def test_saved_checkpoint_loads_with_weights_only_and_best_is_a_separate_file(tmp_path):
+    save_checkpoint(small_checkpoint(fill=1.0), tmp_path, is_best=True)
+    save_checkpoint(small_checkpoint(fill=2.0), tmp_path, is_best=False)
+    latest = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    best = torch.load(tmp_path / BEST_NAME, weights_only=True)
+    assert latest["state_dict"]["fc8.weight"][0, 0] == 2.0
+    assert best["state_dict"]["fc8.weight"][0, 0] == 1.0  # the best stays the earlier one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME, BEST_NAME]  # no temp files left
+    assert load_checkpoint(tmp_path, arch="alexnet", num_classes=3)["step"] == 5  # a run folder works too
+
+
+def test_rng_state_round_trip():
+    saved = rng_state()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5), np.random.rand(5), random.random()
+    set_rng_state(saved)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
+    """A real failing write: the file-size limit makes the kernel refuse the write (EFBIG)."""
+    save_checkpoint(small_checkpoint(fill=1.0), tmp_path, is_best=False)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    big = small_checkpoint(fill=3.0)
+    big["state_dict"]["fc6.weight"] = torch.ones(1000, 1000)  # 4 MB, over the limit below
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))
+    try:
+        with pytest.raises(InputError, match="could not write .*previous checkpoint is intact"):
+            save_checkpoint(big, tmp_path, is_best=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
+
+
+def test_atomic_save_failure_in_the_middle_leaves_no_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT_NAME
+    atomic_save({"a": 1}, path)
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(InputError, match="No space left on device"):
+        atomic_save({"a": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such checkpoint"),
+    ("truncated", "not a readable checkpoint"),
+    ("garbage", "not a readable checkpoint"),
+    ("empty", "not a readable checkpoint"),
+    ("bare_state_dict", "not a training checkpoint"),
+    ("other_arch", "checkpoint of -a alexnet_owt, but this run is -a alexnet"),
+    ("other_classes", "checkpoint has 5 classes, the class table has 3"),
+    ("pickled_object", "not a readable checkpoint"),
+])
+def test_bad_checkpoints_give_one_clear_line(tmp_path, case, message):
+    path = tmp_path / "ckpt.pth.tar"
+    good = small_checkpoint()
+    if case == "truncated":
+        torch.save(good, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif case == "garbage":
+        path.write_bytes(os.urandom(2000))
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "bare_state_dict":
+        torch.save(good["state_dict"], path)
+    elif case == "other_arch":
+        torch.save(small_checkpoint(arch="alexnet_owt"), path)
+    elif case == "other_classes":
+        torch.save(small_checkpoint(classes=5), path)
+    elif case == "pickled_object":
+        torch.save({"epoch": 1, "arch": "alexnet", "state_dict": {}, "evil": InputError("x")}, path)
+    with pytest.raises(InputError) as error:
+        load_checkpoint(path, arch="alexnet", num_classes=3, for_resume=True)
+    text = str(error.value)
+    assert message in text and "\n" not in text and str(path) in text
+
+
+def test_weights_without_optimizer_cannot_resume_but_can_be_evaluated(tmp_path):
+    state = small_checkpoint()
+    del state["optimizer"]
+    torch.save(state, tmp_path / "w.pth")
+    assert load_checkpoint(tmp_path / "w.pth")["arch"] == "alexnet"
+    with pytest.raises(InputError, match="cannot resume"):
+        load_checkpoint(tmp_path / "w.pth", for_resume=True)
