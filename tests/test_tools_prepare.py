@@ -11,15 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from PIL import Image
 
 from pipeline.filelist import read_class_table, read_file_list
 from tools.jpeg_header import read_header
 from tools.prepare_imagenet import main
-
-RNG = np.random.default_rng(7)
-
 
 def small_rgb(width: int = 48, height: int = 36, seed: int = 0) -> Image.Image:
     """A small smooth RGB picture (smooth, so JPEG round trips stay close)."""
@@ -52,7 +49,8 @@ def write_bad_cases(folder: Path) -> dict[str, str]:
 REPAIRABLE = {"png.JPEG", "cmyk.JPEG", "gray.JPEG"}
 
 
-def run_prepare(*args: str) -> "click.testing.Result":  # noqa: F821
+def run_prepare(*args) -> Result:
+    """Run `prepare` in this process (one worker) with click's test runner."""
     result = CliRunner().invoke(main, [*map(str, args), "--workers", "1"])
     assert "Traceback" not in result.output
     return result
@@ -227,3 +225,15 @@ def test_enormous_unreadable_and_loose_files(tmp_path: Path) -> None:
     assert read_file_list(out / "train.txt") == [("train/n01/good.JPEG", 0)]
     assert run_prepare(root, "--out", out, "--max-pixels", str(30000 ** 2)).exit_code == 0
     assert "train/n01/enormous.JPEG" in dict(read_file_list(out / "train.txt"))
+
+
+def test_name_that_is_not_utf8_is_rejected_not_fatal(tmp_path: Path) -> None:
+    root, out = tmp_path / "root", tmp_path / "out"
+    folder = root / "train" / "n01"
+    folder.mkdir(parents=True)
+    small_rgb().save(folder / "good.JPEG")
+    with open(os.fsencode(folder) + b"/latin1 caf\xe9.JPEG", "wb") as handle:
+        handle.write(jpeg_bytes(small_rgb()))
+    assert run_prepare(root, "--out", out).exit_code == 0
+    assert read_file_list(out / "train.txt") == [("train/n01/good.JPEG", 0)]
+    assert read_rejected(out) == {"train/n01/latin1 caf\ufffd.JPEG": "file name is not valid UTF-8"}

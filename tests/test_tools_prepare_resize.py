@@ -5,6 +5,7 @@ import errno
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -108,3 +109,33 @@ def test_disk_full_while_resizing(image_tree: Path, tmp_path: Path, monkeypatch:
     monkeypatch.setattr(Image.Image, "save", real_save)
     assert run_prepare(image_tree, "--out", out, "--resized-root", resized).exit_code == 0
     assert len(list(resized.rglob("*.JPEG"))) == 27
+
+
+def test_exif_orientation_is_applied_like_dali(tmp_path: Path) -> None:
+    """A photo stored sideways with EXIF orientation 6: DALI shows it upright, so must the resized copy."""
+    from PIL import ImageOps
+
+    root, out, resized = tmp_path / "root", tmp_path / "out", tmp_path / "r"
+    (root / "train" / "n01").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    source = root / "train" / "n01" / "sideways.JPEG"
+    small_rgb(80, 40).save(source, "JPEG", exif=exif, quality=95)
+    assert run_prepare(root, "--out", out, "--resized-root", resized).exit_code == 0
+    with Image.open(source) as original:
+        reference = np.asarray(ImageOps.exif_transpose(original).convert("RGB").resize((256, 512)), np.float32)
+    with Image.open(resized / "train" / "n01" / "sideways.JPEG") as copy:
+        assert copy.size == (256, 512)
+        assert np.abs(np.asarray(copy, np.float32) - reference).mean() < 4
+
+    dali = pytest.importorskip("nvidia.dali", reason="DALI is not installed")
+    from nvidia.dali import fn, types
+
+    @dali.pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def decode():
+        jpegs, _ = fn.readers.file(files=[str(source)])
+        return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+
+    pipe = decode()
+    pipe.build()
+    assert np.asarray(pipe.run()[0][0]).shape == (80, 40, 3)  # upright: height 80, width 40

@@ -47,10 +47,6 @@ class Dataset:
     unlabelled: list[tuple[str, str]] = field(default_factory=list)
     class_dirs: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def label_of(self) -> dict[str, int]:
-        """Class id -> label (its index in sorted order)."""
-        return {class_id: index for index, (class_id, _) in enumerate(self.classes)}
-
 
 def detect_layout(root: Path) -> str:
     """Name the layout of ROOT, or raise InputError saying what was expected."""

@@ -10,10 +10,9 @@ import shutil
 import sys
 import time
 from multiprocessing import Pool
-from pathlib import Path
 from typing import Callable, Sequence
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tools.jpeg_header import read_header
 
@@ -25,6 +24,10 @@ DEFAULT_MIN_SIDE = 10
 # photos are far below. Above this a decoder's buffers alone take > 0.5 GB per image.
 DEFAULT_MAX_PIXELS = 178_956_970
 PART_SUFFIX = ".part"
+EXIF_ORIENTATION = 0x0112
+# The size limit is ours (--max-pixels, checked from the header); without this PIL would refuse or warn
+# about large images in Image.open with an error that reads like a broken file.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def check_file(path: str, check: str, min_side: int, max_pixels: int) -> Verdict:
@@ -75,7 +78,6 @@ def check_file(path: str, check: str, min_side: int, max_pixels: int) -> Verdict
 
 def _decode_problem(path: str) -> str:
     """"" if PIL decodes every pixel of the file, else why not."""
-    Image.MAX_IMAGE_PIXELS = None  # the size limit is ours (--max-pixels), checked before
     try:
         with Image.open(path) as image:
             image.load()
@@ -104,7 +106,9 @@ def write_jpeg(job: tuple[str, str, bool], quality: int, shorter: int | None) ->
     """Write `src` as an RGB JPEG at `dst`, resized so its shorter side is `shorter` (None: same size).
 
     The JPEG is written to `dst + ".part"` and renamed, so a file at `dst` is always complete; an
-    existing `dst` is kept (this is what makes an interrupted run resumable).
+    existing `dst` is kept (this is what makes an interrupted run resumable). The EXIF orientation is
+    applied to the pixels, as DALI's decoders do by default (adjust_orientation=True), so the copy
+    looks the same to every reader.
 
     Args:
         job: (source path, destination path, copy_ok): copy_ok means the source is a good RGB JPEG,
@@ -122,13 +126,16 @@ def write_jpeg(job: tuple[str, str, bool], quality: int, shorter: int | None) ->
     try:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         with Image.open(src) as image:
-            size = resized_size(*image.size, shorter) if shorter else image.size
-            if copy_ok and size == image.size:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            turned = orientation in (5, 6, 7, 8)  # these swap width and height
+            upright = image.size[::-1] if turned else image.size
+            size = resized_size(*upright, shorter) if shorter else upright
+            if copy_ok and orientation == 1 and size == image.size:
                 shutil.copyfile(src, part)
             else:
-                if image.format == "JPEG":
-                    image.draft("RGB", size)  # decode at 1/2, 1/4, 1/8 scale when that is still >= size
-                rgb = to_rgb(image)
+                if image.format == "JPEG":  # decode at 1/2, 1/4, 1/8 scale when that is still >= size
+                    image.draft("RGB", size[::-1] if turned else size)
+                rgb = to_rgb(ImageOps.exif_transpose(image) if orientation != 1 else image)
                 if rgb.size != size:
                     rgb = rgb.resize(size, Image.Resampling.LANCZOS)  # antialiased downsampling
                 rgb.save(part, "JPEG", quality=quality)

@@ -22,7 +22,8 @@ Listed = tuple[str, str, str, int, int]
 def write_text(path: Path, lines: Iterable[str]) -> None:
     """Write lines (each followed by a newline) atomically: temp file, then rename."""
     part = path.with_name(path.name + ".part")
-    with open(part, "w", encoding="utf-8", newline="\n") as handle:
+    # backslashreplace: a name that is not UTF-8 (rejected, never listed) still gets a readable row.
+    with open(part, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
         for line in lines:
             handle.write(line + "\n")
     os.replace(part, path)
