@@ -54,17 +54,38 @@ def reference_pixels(path: Path) -> np.ndarray:
     return pixels[top : top + 256, left : left + 256].reshape(-1, 3)
 
 
+def dali_reference_pixels(paths: list[Path]) -> np.ndarray:
+    """Independent DALI graph (CPU): decode, shorter side 256 antialiased linear, centre 256x256; (N, 3) in [0, 1]."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=len(paths), num_threads=1, device_id=None)
+    def reference():
+        images = fn.decoders.image(fn.external_source(name="files"), device="cpu", output_type=types.RGB)
+        images = fn.resize(images, resize_shorter=256, antialias=True, interp_type=types.INTERP_LINEAR)
+        return fn.crop(images, crop=(256, 256))
+
+    pipe = reference()
+    pipe.build()
+    pipe.feed_input("files", [np.fromfile(p, dtype=np.uint8) for p in paths])
+    (images,) = pipe.run()
+    return np.asarray(images.as_tensor()).reshape(-1, 3) / 255.0
+
+
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_matches_numpy_reference(tree, tmp_path):
+@pytest.mark.parametrize("backend", ["dali", "pil"])
+def test_matches_numpy_reference(tree, tmp_path, backend):
     root, relpaths = tree
     code, out, err = run_cli("--list", write_list(tmp_path / "train.txt", relpaths), "--root", root,
-                             "--out", tmp_path / "pca.json", "--workers", 1)
+                             "--out", tmp_path / "pca.json", "--workers", 1, "--backend", backend)
     assert code == 0, out + err
     assert "images/s" in err
-    pixels = np.concatenate([reference_pixels(root / p) for p in relpaths])
+    if backend == "pil":
+        pixels = np.concatenate([reference_pixels(root / p) for p in relpaths])
+    else:
+        pixels = dali_reference_pixels([root / p for p in relpaths])
     cov = np.cov(pixels, rowvar=False, bias=True)
     eigval, eigvec = np.linalg.eigh(cov)
     eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
@@ -79,7 +100,8 @@ def test_matches_numpy_reference(tree, tmp_path):
     assert np.all(vec[0] > 0)
     assert got["n_images"] == len(relpaths) and got["n_pixels"] == len(relpaths) * 256 * 256
     assert got["scale"] == "unit" and got["n_skipped"] == 0
-    assert len(got["list_sha256"]) == 64 and got["version"] and "antialiased" in got["preprocessing"]
+    assert len(got["list_sha256"]) == 64 and got["version"] and "antialias" in got["preprocessing"]
+    assert got["backend"] == backend
 
 
 def test_stored_pixels_match_the_pipeline_baseline(tree):
@@ -115,14 +137,15 @@ def test_recovers_a_known_covariance(tmp_path):
     np.testing.assert_allclose(got["mean"], 128 / 255, atol=0.2 / 255)
 
 
-def test_same_result_for_workers_and_order(tree, tmp_path):
+@pytest.mark.parametrize("backend", ["dali", "pil"])
+def test_same_result_for_workers_and_order(tree, tmp_path, backend):
     root, relpaths = tree
     shuffled = relpaths[:]
     random.Random(1).shuffle(shuffled)
     runs = {}
     for name, paths, workers in (("one", relpaths, 1), ("two", relpaths, 2), ("shuffled", shuffled, 2)):
         code, out, err = run_cli("--list", write_list(tmp_path / f"{name}.txt", paths), "--root", root,
-                                 "--out", tmp_path / f"{name}.json", "--workers", workers)
+                                 "--out", tmp_path / f"{name}.json", "--workers", workers, "--backend", backend)
         assert code == 0, out + err
         runs[name] = load(tmp_path / f"{name}.json")
     for key in ("eigval", "eigvec", "mean", "std", "covariance", "n_pixels"):
@@ -137,7 +160,7 @@ def test_max_images_sample_is_reproducible(tree, tmp_path):
     for seed in (7, 7, 8):
         out_path = tmp_path / f"s{len(results)}.json"
         code, out, err = run_cli("--list", list_path, "--root", root, "--out", out_path,
-                                 "--max-images", 5, "--seed", seed, "--workers", 1)
+                                 "--max-images", 5, "--seed", seed, "--workers", 1, "--backend", "pil")
         assert code == 0, out + err
         results.append(load(out_path))
     assert [r["n_images"] for r in results] == [5, 5, 5]
@@ -165,22 +188,23 @@ def test_bad_images_are_skipped_and_counted(tree, tmp_path):
     bad = bad_files(root)
     mixed = relpaths[:3] + bad + relpaths[3:6]
     code, out, err = run_cli("--list", write_list(tmp_path / "mixed.txt", mixed), "--root", root,
-                             "--out", tmp_path / "mixed.json", "--workers", 2)
+                             "--out", tmp_path / "mixed.json", "--workers", 2, "--backend", "pil")
     assert code == 0, out + err
     assert "4 skipped" in out
     got = load(tmp_path / "mixed.json")
     assert got["n_skipped"] == 4 and got["n_images"] == 6
     assert [line.split(":")[0] for line in got["skipped"]] == bad
     code, out, err = run_cli("--list", write_list(tmp_path / "good.txt", relpaths[:6]), "--root", root,
-                             "--out", tmp_path / "good.json", "--workers", 1)
+                             "--out", tmp_path / "good.json", "--workers", 1, "--backend", "pil")
     assert code == 0 and load(tmp_path / "good.json")["eigval"] == got["eigval"]
 
 
-def test_bad_image_with_on_error_fail_is_one_line(tree, tmp_path):
+@pytest.mark.parametrize("backend", ["dali", "pil"])
+def test_bad_image_with_on_error_fail_is_one_line(tree, tmp_path, backend):
     root, relpaths = tree
     bad = bad_files(root)
     code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths[:2] + bad[2:3]), "--root", root,
-                             "--out", tmp_path / "p.json", "--on-error", "fail", "--workers", 1)
+                             "--out", tmp_path / "p.json", "--on-error", "fail", "--workers", 1, "--backend", backend)
     assert code == 1 and "Traceback" not in out + err
     (line,) = err.strip().splitlines()[-1:]
     assert "l.txt:3" in line and "bad/text.JPEG" in line and "--on-error skip" in line
@@ -216,8 +240,8 @@ def test_gpu_without_cuda_is_one_line(tree, tmp_path):
     assert code == 1 and "no CUDA device" in err and "Traceback" not in out + err
 
 
-def test_dali_cpu_graph_agrees_and_skips_bad_files(tree, tmp_path):
-    """The GPU path's graph on CPU operators: close to PIL (different resampler), bad files retried alone."""
+def test_dali_agrees_with_pil_and_skips_bad_files(tree, tmp_path):
+    """DALI (the GPU path's graph, here on CPU operators) is close to PIL; bad files are retried alone."""
     root, relpaths = tree
     bad = bad_files(root)[1:]  # empty, text, missing (libjpeg may decode a truncated file without error)
     code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths[:5] + bad + relpaths[5:]),

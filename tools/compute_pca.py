@@ -8,7 +8,9 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
     imagenet-tools compute-pca ... --device gpu                               # DALI nvJPEG + GPU resize
     imagenet-tools compute-pca --check out/pca.json                           # validate a file
 
-Definition (exact for the default CPU path): tools.pca_stats.PREPROCESSING; docs/pca.md has the
+The pixels are those training sees: pipeline.graphs' DALI decode -> shorter side 256 -> centre 256x256
+(`--backend pil`: pipeline.pil_loader's PIL equivalent, tools.pca_stats.PREPROCESSING). The sums are
+exact integers, so the result does not depend on --workers or the list order. docs/pca.md has the
 numbers for Imagenette beside the published ImageNet ones, and the speed measurements.
 """
 from __future__ import annotations
@@ -150,8 +152,8 @@ def _check(path: Path) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="Processes (PIL) or DALI threads; the result does not depend on it.")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
-@click.option("--backend", type=click.Choice(["pil", "dali"]), default=None,
-              help="Decoder: pil (the exact definition; default on cpu) or dali (default on gpu).")
+@click.option("--backend", type=click.Choice(["dali", "pil"]), default="dali", show_default=True,
+              help="dali: the training graph's decode + resize (faster here); pil: pipeline.pil_loader's.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable images: skip and count them, or stop at the first.")
 @click.option("--check", "check_path", type=click.Path(path_type=Path), default=None,
@@ -168,7 +170,6 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         raise InputError(f"{root}: --root is not a folder; pass the folder the list's paths are relative to")
     if out.is_dir():
         raise InputError(f"{out}: --out is a folder; pass a file name such as {out / 'pca.json'}")
-    backend = backend or ("dali" if device == "gpu" else "pil")
     if device == "gpu" and backend == "pil":
         raise InputError("--device gpu decodes with DALI; drop --backend pil or use --device cpu")
     if device == "gpu":

@@ -6,9 +6,7 @@ path also defines the statistics exactly (tools.pca_stats.PREPROCESSING).
 from __future__ import annotations
 
 import multiprocessing
-import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -27,10 +25,6 @@ ProgressCallback = Callable[[int, int], None]
 # Images per task sent to a worker: large enough that pickling is negligible, small enough for a
 # progress line that moves and for an even split of the last tasks.
 CHUNK = 32
-# One BLAS thread per worker: the 3 x N x 3 product gains nothing from more, and oversubscribed
-# OpenBLAS threads slowed it 50-fold in a measurement here.
-_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
 # What a bad image can raise in PIL: OSError covers missing, unreadable, truncated and unidentified
 # files (UnidentifiedImageError is an OSError); SyntaxError/ValueError come from some plugins;
 # DecompressionBombError from images over twice Image.MAX_IMAGE_PIXELS.
@@ -71,21 +65,6 @@ def _chunk_task(task: tuple[Path, list[Item]]) -> tuple[int, PixelMoments, list[
     return len(items), moments, skipped
 
 
-@contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """Environment for spawned workers: one BLAS thread each (the parent's numpy is already set up)."""
-    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
-    os.environ.update(_ONE_THREAD)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def fail_on(skip: Skip, list_path: Path) -> InputError:
     """The one-line error of --on-error fail for a bad image."""
     index, relpath, reason = skip
@@ -119,9 +98,7 @@ def run_pil(
         return _collect(map(_chunk_task, tasks), on_error, list_path, progress)
     # spawn, not fork: the parent may hold threads (DALI, torch in tests) that fork would copy mid-state.
     context = multiprocessing.get_context("spawn")
-    with _single_threaded_blas():
-        pool = context.Pool(workers)
-    with pool:
+    with context.Pool(workers) as pool:
         return _collect(pool.imap_unordered(_chunk_task, tasks), on_error, list_path, progress)
 
 

@@ -66,12 +66,17 @@ def moments_of(pixels: np.ndarray, n_images: int = 1) -> PixelMoments:
     """
     if pixels.dtype != np.uint8 or pixels.shape[-1] != 3:
         raise ValueError(f"expected uint8 RGB pixels, got {pixels.dtype} {pixels.shape}")
-    # Planar float64 copy, then one 3 x N x 3 product: the fastest exact form measured here
-    # (X.T @ X on the interleaved array and integer products were 2-3x slower).
-    planes = np.empty((3, pixels.size // 3), dtype=np.float64)
-    planes[:] = pixels.reshape(-1, 3).T
+    # Planar float64 copy, then one dot product per channel pair with einsum. Measured here per image:
+    # 0.4 ms, against 1.7 ms for `planes @ planes.T` (OpenBLAS is slow for 3 x N x 3) and 10+ ms for
+    # BLAS ddot when OpenBLAS threads compete for the cores; einsum's loop uses no BLAS threads.
+    planes = np.empty((3,) + pixels.shape[:-1], dtype=np.float64)
+    planes[:] = np.moveaxis(pixels, -1, 0)
+    planes = planes.reshape(3, -1)
     sums = planes.sum(axis=1)
-    products = planes @ planes.T
+    products = [[0.0] * 3 for _ in range(3)]
+    for i in range(3):
+        for j in range(i, 3):
+            products[i][j] = products[j][i] = np.einsum("n,n->", planes[i], planes[j])
     return PixelMoments(
         n_images=n_images,
         n_pixels=pixels.size // 3,
