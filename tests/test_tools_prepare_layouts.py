@@ -165,3 +165,10 @@ def test_cli_group_runs_prepare(image_tree: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["prepare", str(image_tree), "--out", str(tmp_path / "o"), "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert len(read_file_list(tmp_path / "o" / "train.txt")) == 18
+
+
+def test_out_that_is_a_file(image_tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    expect_error(run_prepare(image_tree, "--out", tmp_path / "taken"), "cannot create the --out folder")
+    expect_error(run_prepare(image_tree, "--out", tmp_path / "o", "--resized-root", tmp_path / "taken"),
+                 "cannot create the --resized-root folder")

@@ -78,12 +78,15 @@ def _check_resize_settings(options: PrepareOptions) -> None:
     resized_root = options.resized_root.resolve()
     if resized_root == options.root.resolve() or options.root.resolve() in resized_root.parents:
         raise InputError(f"{options.resized_root}: --resized-root must be outside ROOT ({options.root})")
-    resized_root.mkdir(parents=True, exist_ok=True)
+    _make_folder(resized_root, "--resized-root")
     marker, settings = resized_root / RESIZE_MARKER, {"resize": options.resize, "quality": options.quality}
-    if marker.is_file() and json.loads(marker.read_text()) != settings:
+    if marker.is_file() and marker.read_text() != json.dumps(settings):
         raise InputError(f"{options.resized_root}: holds images written with {marker.read_text().strip()}; "
                          f"use a new --resized-root for {settings}")
-    marker.write_text(json.dumps(settings))
+    try:
+        marker.write_text(json.dumps(settings))
+    except OSError as error:
+        raise InputError(f"{marker}: cannot write ({error.strerror or error}); free some space") from None
 
 
 def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, list, dict]:
@@ -160,6 +163,7 @@ def prepare(options: PrepareOptions) -> dict:
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; give the folder that holds train/ and val/")
     options = replace(options, repair_dir=options.repair_dir or out / "repaired")
+    _make_folder(out, "--out")
     if options.resized_root is not None:
         _check_resize_settings(options)
     workers = options.workers or default_workers()
@@ -187,10 +191,6 @@ def prepare(options: PrepareOptions) -> dict:
                     if rel in fixable and rel not in failed_rels]
     rows = [row for _, row in sorted(listed)]
     rejections = list(dataset.unlabelled) + bad_names + [(rel, why) for _, rel, why in sorted(rejected)]
-    out.mkdir(parents=True, exist_ok=True)
-    written = [write_rejected(out, rejections)]
-    _require_every_class(root, out, dataset.class_dirs, rows)
-    written += write_lists(out, rows, dataset.classes, SPLITS)
     timing = {"scan_s": round(scan_s, 3), "check_s": round(check_s, 3),
               "check_files_per_s": round(len(items) / max(check_s, 1e-9)), **converted_report,
               "workers": workers}
@@ -198,9 +198,23 @@ def prepare(options: PrepareOptions) -> dict:
     list_root = options.resized_root if options.resize else root
     settings.update(layout=layout, lists_relative_to=str(list_root.resolve()))
     summary = summarize(rows, dataset.classes, repaired, rejections, settings, timing)
-    written.append(write_summary(out, summary))
+    try:
+        written = [write_rejected(out, rejections)]
+        _require_every_class(root, out, dataset.class_dirs, rows)
+        written += write_lists(out, rows, dataset.classes, SPLITS) + [write_summary(out, summary)]
+    except OSError as error:
+        raise InputError(f"{out}: cannot write the lists ({error.strerror or error}); "
+                         "free some space or choose another --out") from None
     summary["written"] = [str(path) for path in written]
     return summary
+
+
+def _make_folder(folder: Path, flag: str) -> None:
+    """Create an output folder now, so a bad --out fails before hours of work, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{folder}: cannot create the {flag} folder ({error.strerror or error})") from None
 
 
 def _require_every_class(root: Path, out: Path, class_dirs: dict, listed: list[Listed]) -> None:
