@@ -1,0 +1,146 @@
+"""DDP (model/parallel.py) with 2 gloo processes on the CPU against a 1-process run of the global batch.
+
+The reference is plain `AlexNet` on one process with the whole global batch: no process group, no DDP.
+Two ranks each take half of the same global batch; DDP's averaged gradients, the all-reduced losses and
+the weights after the SGD steps must equal the reference's.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from model.alexnet import AlexNet
+from model.parallel import all_reduce_sum, cleanup, init_parallel, unwrap_state_dict, wrap_model
+from pipeline.errors import InputError
+from tests.conftest import requires_cuda
+
+CLASSES = 10
+WORLD = 2
+PER_RANK = 2
+STEPS = 2
+SEED = 100  # rank 0's; the other rank starts from different weights, which DDP must overwrite
+DEADLINE_S = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _global_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1000 + step)
+    images = torch.rand(WORLD * PER_RANK, 3, 224, 224, generator=generator) * 255 - 120
+    return images, torch.randint(0, CLASSES, (WORLD * PER_RANK,), generator=generator)
+
+
+def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def _worker(rank: int, port: int, out_dir: str, device: str) -> None:
+    """One torchrun-like process: the environment torchrun would set, then the training loop's calls."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ctx = init_parallel("ddp", device, None)
+    torch.manual_seed(SEED + rank)
+    net = AlexNet(num_classes=CLASSES)
+    net.dropout.p = 0.0  # the reference cannot draw the same masks
+    model = wrap_model(net, ctx)
+    optimizer = _optimizer(model)
+    losses, grads = [], {}
+    for step in range(STEPS):
+        images, labels = _global_batch(step)
+        shard = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images[shard].to(ctx.device)), labels[shard].to(ctx.device))
+        loss.backward()
+        if step == 0:
+            grads = {name: p.grad.detach().cpu().clone() for name, p in model.module.named_parameters()}
+        optimizer.step()
+        # As the validation loop does: sums of loss x count and count over ranks.
+        total = all_reduce_sum(torch.tensor([loss.item() * PER_RANK, PER_RANK], dtype=torch.float64,
+                                            device=ctx.device), ctx)
+        losses.append((total[0] / total[1]).item())
+    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device), ctx.backend),
+                "losses": losses, "grads": grads, "state": unwrap_state_dict(model, ctx)},
+               Path(out_dir) / f"rank{rank}.pt")
+    cleanup(ctx)
+
+
+def _run_ranks(tmp_path: Path, device: str) -> list[dict]:
+    """Spawn the two ranks; fail (not hang) if they do not finish within DEADLINE_S."""
+    processes = mp.start_processes(_worker, args=(_free_port(), str(tmp_path), device), nprocs=WORLD,
+                                   join=False, start_method="spawn")
+    deadline = time.monotonic() + DEADLINE_S
+    while not processes.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in processes.processes:
+                process.terminate()
+            pytest.fail(f"DDP ranks did not finish in {DEADLINE_S} s")
+    return [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
+
+
+def _reference() -> tuple[list[float], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One process, no DDP, the whole global batch per step."""
+    torch.manual_seed(SEED)
+    net = AlexNet(num_classes=CLASSES)
+    net.dropout.p = 0.0
+    optimizer = _optimizer(net)
+    losses, grads = [], {}
+    for step in range(STEPS):
+        images, labels = _global_batch(step)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(net(images), labels)
+        loss.backward()
+        if step == 0:
+            grads = {name: p.grad.clone() for name, p in net.named_parameters()}
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, grads, net.state_dict()
+
+
+def _check_ranks_equal_reference(results: list[dict]) -> None:
+    losses, grads, state = _reference()
+    for rank, result in enumerate(results):
+        assert result["ctx"][:3] == (rank, WORLD, rank == 0)
+        assert result["losses"] == pytest.approx(losses, rel=1e-5), rank
+        for name, grad in grads.items():
+            scale = grad.abs().max().item()
+            torch.testing.assert_close(result["grads"][name], grad, rtol=1e-3, atol=1e-4 * scale,
+                                       msg=f"rank {rank} {name}")
+        for key, value in state.items():
+            torch.testing.assert_close(result["state"][key], value, rtol=1e-3,
+                                       atol=1e-3 * value.abs().max().item(), msg=f"rank {rank} {key}")
+
+
+def test_two_gloo_ranks_equal_one_process_with_the_global_batch(tmp_path):
+    results = _run_ranks(tmp_path, "cpu")
+    assert [r["ctx"][3:] for r in results] == [("cpu", "gloo")] * WORLD
+    _check_ranks_equal_reference(results)
+
+
+def test_ddp_without_torchrun_environment_is_one_line_error(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InputError, match="torchrun"):
+        init_parallel("ddp", "cpu", None)
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_two_gloo_ranks_sharing_one_gpu_equal_one_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_DDP_BACKEND", "gloo")  # NCCL refuses two ranks on one GPU
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")  # the CPU reference is plain fp32
+    results = _run_ranks(tmp_path, "cuda")
+    count = torch.cuda.device_count()
+    assert [r["ctx"][3:] for r in results] == [(f"cuda:{rank % count}", "gloo") for rank in range(WORLD)]
+    _check_ranks_equal_reference(results)
