@@ -268,3 +268,45 @@ def test_gpu_agrees_with_cpu(tree, tmp_path):
     # nvJPEG and DALI's resampler differ from PIL by a grey level here and there.
     np.testing.assert_allclose(gpu["mean"], cpu["mean"], atol=2e-3)
     np.testing.assert_allclose(gpu["covariance"], cpu["covariance"], atol=5e-4)
+
+
+@pytest.mark.parametrize("backend", ["dali", "pil"])
+def test_tiny_and_thin_images_are_upscaled(tmp_path, backend):
+    rng = np.random.default_rng(2)
+    sizes = {"dot.JPEG": (1, 1), "pair.JPEG": (2, 3), "thin.JPEG": (3, 200)}
+    for name, (w, h) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / name)
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", list(sizes)), "--root", tmp_path,
+                             "--out", tmp_path / "p.json", "--workers", 1, "--backend", backend)
+    assert code == 0, out + err
+    got = load(tmp_path / "p.json")
+    assert got["n_images"] == 3 and got["n_pixels"] == 3 * 256 * 256
+    pixels = np.concatenate([reference_pixels(tmp_path / name) for name in sizes])
+    # Exact for PIL; DALI's resampler differs from PIL's by a grey level here and there.
+    np.testing.assert_allclose(got["mean"], pixels.mean(axis=0), atol=1e-9 if backend == "pil" else 3e-3)
+
+
+def test_decompression_bomb_is_skipped(tmp_path, monkeypatch):
+    # PIL refuses images over 2 * MAX_IMAGE_PIXELS; lowered here so a test image counts as enormous.
+    rng = np.random.default_rng(4)
+    for name, (h, w) in {"big.JPEG": (300, 400), "a.JPEG": (200, 180), "b.JPEG": (150, 260)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / name)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", ["a.JPEG", "big.JPEG", "b.JPEG"]),
+                             "--root", tmp_path, "--out", tmp_path / "p.json", "--workers", 1, "--backend", "pil")
+    assert code == 0, out + err
+    got = load(tmp_path / "p.json")
+    assert got["n_skipped"] == 1 and got["n_images"] == 2
+    assert got["skipped"][0].startswith("big.JPEG: DecompressionBombError")
+
+
+@pytest.mark.parametrize("backend", ["dali", "pil"])
+def test_names_with_spaces_quotes_and_non_ascii(tmp_path, backend):
+    names = ["with space.JPEG", "quote'\"s.JPEG", "ünï cødé.JPEG"]
+    rng = np.random.default_rng(6)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (260, 300, 3), dtype=np.uint8)).save(tmp_path / name)
+    code, out, err = run_cli("--list", write_list(tmp_path / "l.txt", names), "--root", tmp_path,
+                             "--out", tmp_path / "p.json", "--workers", 1, "--backend", backend)
+    assert code == 0, out + err
+    assert load(tmp_path / "p.json")["n_images"] == 3
