@@ -165,7 +165,7 @@ def build_pipeline(
     stats = colour_stats(cfg.pca, cfg.normalize)
     gpu = cfg.device == "gpu"
     pipe = Pipeline(
-        batch_size=cfg.batch_size, num_threads=cfg.num_threads,
+        batch_size=cfg.batch_size, num_threads=max(1, cfg.num_threads),  # 0 means "no workers" for PIL
         device_id=(cfg.device_id or 0) if gpu else None,
         seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
     )

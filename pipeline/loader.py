@@ -89,9 +89,10 @@ class DaliLoader:
         self.root = cfg.root
         # Where to look for an unnamed bad file: this shard's part for val; any part for train (shuffled).
         self._suspects = entries[start:end] if split != "train" else entries
-        self.shard_images = end - start
-        self.num_images = images_per_epoch(self.shard_images, cfg.batch_size, split, cfg.train_last_batch)
-        self._len = batches_per_epoch(self.shard_images, cfg.batch_size, split, cfg.train_last_batch)
+        self.shard_images, self.batch_size, self.last_batch = end - start, cfg.batch_size, cfg.train_last_batch
+        # "fill": DALI tops up the last batch with the next epoch's first images, and that epoch then
+        # starts after them, so epochs alternate between ceil(n/b) and fewer batches; track the carry.
+        self._carried = 0
         if split == "train":
             policy = LastBatchPolicy.DROP if cfg.train_last_batch == "drop" else LastBatchPolicy.FILL
         else:
@@ -109,14 +110,23 @@ class DaliLoader:
             raise InputError(f"{cfg.root}: could not build the DALI {split} pipeline: {str(error).splitlines()[0]}") from None
 
     def __len__(self) -> int:
-        return self._len
+        """Batches in the coming epoch (with "fill", it can be one less than ceil(n / b), see above)."""
+        return batches_per_epoch(self.shard_images - self._carried, self.batch_size, self.split, self.last_batch)
+
+    @property
+    def num_images(self) -> int:
+        """Images this shard yields in the coming epoch (val/ten_crop: exactly its share, no padding)."""
+        return images_per_epoch(self.shard_images - self._carried, self.batch_size, self.split, self.last_batch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         iterator = iter(self._iterator)
+        expected = self.num_images
         while True:
             try:
                 batch = next(iterator)[0]
             except StopIteration:
+                if self.split == "train" and self.last_batch == "fill":
+                    self._carried = expected - (self.shard_images - self._carried)
                 return
             except RuntimeError as error:
                 raise corrupt_image_error(error, self.root, self._suspects) from None

@@ -144,7 +144,11 @@ class PilLoader:
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_threads,
             pin_memory=cfg.device == "gpu", generator=torch.Generator().manual_seed(cfg.seed),
-            persistent_workers=False,
+            # Workers are spawned, not forked: a fork copies the locks that DALI's (or CUDA's) threads
+            # hold in this process, and a child can then wait on one forever. Persistent, so the start
+            # cost (a second or two) is paid once, not every epoch.
+            multiprocessing_context="spawn" if cfg.num_threads > 0 else None,
+            persistent_workers=cfg.num_threads > 0,
         )
 
     def __len__(self) -> int:
