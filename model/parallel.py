@@ -257,3 +257,24 @@ def load_optimizer_state_dict(
         split_optimizer_state(optimizer, state, model)
         return
     optimizer.load_state_dict(state)
+
+
+def min_over_ranks(value: int, ctx: ParallelContext) -> int:
+    """The smallest `value` over all ranks (e.g. training batches per epoch); `value` itself unless ddp.
+
+    DDP needs every rank to take the same number of steps: a rank with one batch more would wait forever
+    in its gradient all-reduce. Shards differ by at most one image, which can still change the batch count
+    (e.g. 4 and 5 images in batches of 5 with the last partial batch dropped: 0 and 1 batches).
+
+    Args:
+        value: this rank's count.
+        ctx: from init_parallel.
+
+    Returns:
+        The minimum over ranks.
+    """
+    if ctx.mode != "ddp" or ctx.world_size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
