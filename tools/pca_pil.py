@@ -1,12 +1,14 @@
-"""compute-pca's CPU path: PIL decode + resize in worker processes, exact NumPy moments per image.
+"""`compute-pca --backend pil`: PIL decode + resize in worker processes, exact NumPy moments per image.
 
-Measured here (docs/pca.md) against DALI's CPU decoder + resize with the same number of cores; this
-path also defines the statistics exactly (tools.pca_stats.PREPROCESSING).
+The pixels are pipeline.pil_loader's (tools.pca_stats.PREPROCESSING). DALI (tools/pca_dali.py) is the
+default because it cost less CPU per image here (docs/pca.md).
 """
 from __future__ import annotations
 
 import multiprocessing
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -27,8 +29,9 @@ ProgressCallback = Callable[[int, int], None]
 CHUNK = 32
 # What a bad image can raise in PIL: OSError covers missing, unreadable, truncated and unidentified
 # files (UnidentifiedImageError is an OSError); SyntaxError/ValueError come from some plugins;
-# DecompressionBombError from images over twice Image.MAX_IMAGE_PIXELS.
-IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# DecompressionBombError from images over twice Image.MAX_IMAGE_PIXELS; MemoryError from an image
+# whose resized size does not fit (a 1 x 100,000 strip becomes 256 x 25.6 M).
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, MemoryError, Image.DecompressionBombError)
 
 
 def image_moments(path: Path) -> PixelMoments:
@@ -97,9 +100,20 @@ def run_pil(
     if workers <= 1:
         return _collect(map(_chunk_task, tasks), on_error, list_path, progress)
     # spawn, not fork: the parent may hold threads (DALI, torch in tests) that fork would copy mid-state.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
-        return _collect(pool.imap_unordered(_chunk_task, tasks), on_error, list_path, progress)
+    # ProcessPoolExecutor, not multiprocessing.Pool: a worker killed (e.g. for memory) breaks the pool
+    # with an error instead of leaving the parent waiting forever for the lost chunk.
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [executor.submit(_chunk_task, task) for task in tasks]
+        return _collect((future.result() for future in as_completed(futures)), on_error, list_path, progress)
+    except BrokenProcessPool:
+        raise InputError(
+            "a compute-pca worker process died (killed for memory?); rerun with --workers 1 to see which "
+            "image, and drop it from the list"
+        ) from None
+    finally:
+        # On an error, do not wait for the remaining chunks: each worker stops after its current one.
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _collect(
