@@ -46,6 +46,8 @@ def _half(layer: nn.Module, rows: slice, device: torch.device) -> nn.Module:
     with torch.no_grad():
         half.weight.copy_(weight)
         half.bias.copy_(bias)
+    if weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+        half = half.to(memory_format=torch.channels_last)  # keep --channels-last's NHWC kernels
     return half
 
 

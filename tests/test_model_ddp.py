@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 from model.alexnet import AlexNet
 from model.parallel import all_reduce_sum, cleanup, init_parallel, unwrap_state_dict, wrap_model
 from pipeline.errors import InputError
-from tests.conftest import requires_cuda
+from tests.conftest import CLASSES as CLASS_NAMES
+from tests.conftest import requires_cuda, write_image_tree
 
 CLASSES = 10
 WORLD = 2
@@ -144,3 +147,41 @@ def test_two_gloo_ranks_sharing_one_gpu_equal_one_process(tmp_path, monkeypatch)
     count = torch.cuda.device_count()
     assert [r["ctx"][3:] for r in results] == [(f"cuda:{rank % count}", "gloo") for rank in range(WORLD)]
     _check_ranks_equal_reference(results)
+
+
+# --- end to end: torchrun -m model.train --parallel ddp on a generated tree --------------------------------
+def write_lists(root: Path, written: dict[str, list[Path]], lists: Path) -> Path:
+    """train.txt / val.txt / classes.tsv for a write_image_tree tree (class = index of the folder)."""
+    lists.mkdir(parents=True)
+    for split, paths in written.items():
+        lines = [f"{p.relative_to(root).as_posix()} {CLASS_NAMES.index(p.parent.name)}" for p in paths]
+        (lists / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (lists / "classes.tsv").write_text("".join(f"{i}\t{w}\tclass {i}\n" for i, w in enumerate(CLASS_NAMES)))
+    return lists
+
+
+def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "model.train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+
+
+def test_torchrun_ddp_trains_and_validates_each_image_once(tmp_path):
+    root = tmp_path / "tree"
+    written = write_image_tree(root, {"train": 2, "val": 3})  # 9 val images: shards of 4 and 5
+    lists = write_lists(root, written, tmp_path / "lists")
+    common = ["--root", str(root), "--lists", str(lists), "--parallel", "ddp", "--device", "cpu",
+              "--workers", "1", "-b", "2"]
+    out = tmp_path / "run"
+    trained = _torchrun([*common, "--out", str(out), "--epochs", "1", "--max-steps", "1"], tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert trained.stdout.count("epoch 0: train loss") == 1  # rank 0 reports, rank 1 does not
+    checkpoint = torch.load(out / "checkpoint.pth.tar", weights_only=True)
+    assert checkpoint["step"] == 1
+    AlexNet(num_classes=len(CLASS_NAMES)).load_state_dict(checkpoint["state_dict"])  # one-device keys
+
+    evaluated = _torchrun([*common, "--out", str(tmp_path / "eval"), "-e", "--resume",
+                           str(out / "checkpoint.pth.tar")], tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "(centre, 9 images)" in evaluated.stdout, evaluated.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 
 from model.alexnet import AlexNet
 from model.parallel import (
@@ -20,7 +21,9 @@ from model.parallel import (
     wrap_model,
 )
 from pipeline.errors import InputError
-from tests.conftest import requires_cuda
+from model.train import main as train_main
+from tests.conftest import requires_cuda, write_image_tree
+from tests.test_model_ddp import write_lists
 
 CLASSES = 10
 BATCH = 2
@@ -193,3 +196,20 @@ def test_towers_on_one_gpu_equal_one_device_alexnet():
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_towers_on_two_gpus_equal_one_device_alexnet():
     _check_equal(_reference(strong_lrn=True), ("cuda:0", "cuda:1"))
+
+
+def test_train_cli_towers_on_a_cpu_pair_writes_one_device_checkpoints(tmp_path):
+    """`python -m model.train --parallel towers --gpus cpu,cpu` trains, and its checkpoint evaluates in mode none."""
+    root = tmp_path / "tree"
+    lists = write_lists(root, write_image_tree(root, {"train": 2, "val": 1}), tmp_path / "lists")
+    common = ["--root", str(root), "--lists", str(lists), "--workers", "1", "-b", "2"]
+    out = tmp_path / "run"
+    trained = CliRunner().invoke(train_main, [*common, "--out", str(out), "--parallel", "towers",
+                                              "--gpus", "cpu,cpu", "--epochs", "1", "--max-steps", "1"])
+    assert trained.exit_code == 0, trained.output
+    checkpoint = torch.load(out / "checkpoint.pth.tar", weights_only=True)
+    assert list(checkpoint["state_dict"]) == list(AlexNet(num_classes=3).state_dict())
+    evaluated = CliRunner().invoke(train_main, [*common, "--out", str(tmp_path / "eval"), "-e", "--resume",
+                                                str(out / "checkpoint.pth.tar")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "(centre, 3 images)" in evaluated.output
