@@ -10,6 +10,7 @@ time on fresh pipelines to find the culprit(s).
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -53,14 +54,23 @@ def build_pipeline(device: str, batch_size: int, num_threads: int, device_id: in
 
 
 class _Summer:
-    """Adds a batch of stored images to the moments: on the GPU for GPU outputs, else with NumPy."""
+    """Sums a batch of stored images into moments: on the GPU for GPU outputs, else with NumPy.
+
+    CPU batches are summed on a helper thread while DALI decodes the next batch (NumPy's loops release
+    the GIL), so the cores do not take turns idling. `submit` returns a Future either way.
+    """
 
     def __init__(self, device_id: int | None) -> None:
         self.device_id = device_id
+        self.thread = ThreadPoolExecutor(1) if device_id is None else None
 
-    def __call__(self, output, count: int) -> PixelMoments:
-        if self.device_id is None:
-            return moments_of(np.asarray(output.as_tensor()), n_images=count)
+    def submit(self, output, count: int) -> Future:
+        if self.thread is not None:
+            pixels = np.array(output.as_tensor())  # a copy: DALI reuses its buffers on the next run
+            return self.thread.submit(moments_of, pixels, count)
+        return _done(self._on_gpu(output, count))
+
+    def _on_gpu(self, output, count: int) -> PixelMoments:
         import torch
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
@@ -78,6 +88,10 @@ class _Summer:
             sums=[int(v) for v in sums],
             products=[[int(v) for v in row] for row in products],
         )
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.thread.shutdown(wait=True)
 
 
 def _read(root: Path, item: Item) -> tuple[np.ndarray | None, str]:
@@ -120,8 +134,19 @@ def run_dali(
     batch_size = BATCH_SIZE[device]
     make = lambda size: build_pipeline(device, size, max(1, workers), device_id)  # noqa: E731
     summer = _Summer(device_id)
+    try:
+        return _run_batches(root, items, batch_size, make, summer, on_error, list_path, progress)
+    finally:
+        summer.close()
+
+
+def _run_batches(
+    root: Path, items: Sequence[Item], batch_size: int, make: Callable, summer: _Summer, on_error: str,
+    list_path: Path, progress: ProgressCallback,
+) -> tuple[PixelMoments, list[Skip]]:
     total, skipped = PixelMoments(), []
     pipe = make(batch_size)
+    pending: tuple[Future, int, int] | None = None  # the previous batch's sum, images done, skipped
     for start in range(0, len(items), batch_size):
         batch, bad = [], []
         for item in items[start : start + batch_size]:
@@ -130,20 +155,33 @@ def run_dali(
                 bad.append((*item, reason))
             else:
                 batch.append((item, data))
+        moments = None
         if batch:
             try:
                 pipe.feed_input("jpegs", [data for _, data in batch])
                 (output,) = pipe.run()
-                total = total + summer(output, len(batch))
+                moments = summer.submit(output, len(batch))
             except Exception:  # DALI raises RuntimeError/ValueError/IndexError subclasses for bad data
-                moments, culprits = _one_by_one(batch, make, summer)
-                total, bad = total + moments, bad + culprits
+                good, culprits = _one_by_one(batch, make, summer)
+                total, bad = total + good, bad + culprits
                 pipe = make(batch_size)
         if bad and on_error == "fail":
             raise fail_on(min(bad), list_path)
         skipped.extend(bad)
-        progress(len(batch) + len(bad), len(bad))
+        if pending is not None:
+            total = total + pending[0].result()
+            progress(pending[1], pending[2])
+        pending = (moments or _done(PixelMoments()), len(batch) + len(bad), len(bad))
+    if pending is not None:
+        total = total + pending[0].result()
+        progress(pending[1], pending[2])
     return total, sorted(skipped)
+
+
+def _done(value: PixelMoments) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _one_by_one(
@@ -156,7 +194,7 @@ def _one_by_one(
         try:
             pipe.feed_input("jpegs", [data])
             (output,) = pipe.run()
-            total = total + summer(output, 1)
+            total = total + summer.submit(output, 1).result()
         except Exception as error:  # noqa: BLE001 - any DALI failure here is this one image's
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             bad.append((*item, f"DALI: {first_line}"))
