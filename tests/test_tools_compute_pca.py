@@ -310,3 +310,20 @@ def test_names_with_spaces_quotes_and_non_ascii(tmp_path, backend):
                              "--out", tmp_path / "p.json", "--workers", 1, "--backend", backend)
     assert code == 0, out + err
     assert load(tmp_path / "p.json")["n_images"] == 3
+
+
+def test_torch_summation_of_the_gpu_path_is_exact_on_cpu(tree):
+    """The GPU path sums with torch in float64; the same function on a CPU DALI batch, vs int64 NumPy."""
+    import torch
+
+    from tools.pca_dali import build_pipeline, torch_moments
+
+    root, relpaths = tree
+    pipe = build_pipeline("cpu", batch_size=4, num_threads=1, device_id=None)
+    pipe.feed_input("jpegs", [np.fromfile(root / p, dtype=np.uint8) for p in relpaths[:3]])
+    (output,) = pipe.run()
+    got = torch_moments(output, 3, torch.device("cpu"))
+    x = np.asarray(output.as_tensor()).reshape(-1, 3).astype(np.int64)
+    assert got.n_images == 3 and got.n_pixels == 3 * 256 * 256
+    assert got.sums == x.sum(axis=0).tolist()
+    assert got.products == (x.T @ x).tolist()

@@ -68,30 +68,42 @@ class _Summer:
         if self.thread is not None:
             pixels = np.array(output.as_tensor())  # a copy: DALI reuses its buffers on the next run
             return self.thread.submit(moments_of, pixels, count)
-        return _done(self._on_gpu(output, count))
-
-    def _on_gpu(self, output, count: int) -> PixelMoments:
         import torch
-        from nvidia.dali.plugin.pytorch import feed_ndarray
 
-        device = torch.device("cuda", self.device_id)
-        with torch.cuda.device(device):
-            batch = torch.empty(output.as_tensor().shape(), dtype=torch.uint8, device=device)
-            feed_ndarray(output, batch, cuda_stream=torch.cuda.current_stream(device))
-            # float64 sums of uint8 values and products are exact (integers below 2**53).
-            pixels = batch.reshape(-1, 3).to(torch.float64)
-            sums = pixels.sum(dim=0).tolist()
-            products = (pixels.T @ pixels).tolist()
-        return PixelMoments(
-            n_images=count,
-            n_pixels=pixels.shape[0],
-            sums=[int(v) for v in sums],
-            products=[[int(v) for v in row] for row in products],
-        )
+        return _done(torch_moments(output, count, torch.device("cuda", self.device_id)))
 
     def close(self) -> None:
         if self.thread is not None:
             self.thread.shutdown(wait=True)
+
+
+def torch_moments(output, count: int, device) -> PixelMoments:
+    """Moments of a DALI batch of uint8 HWC images, summed with torch on `device` (the GPU's own memory).
+
+    Args:
+        output: a dense DALI TensorList (GPU or CPU) of count x 256 x 256 x 3 uint8.
+        count: images in it.
+        device: torch.device to sum on ("cuda", i) for GPU outputs; "cpu" works too (tests).
+
+    Returns:
+        The exact integer sums: float64 sums of uint8 values and products stay integers below 2**53.
+    """
+    import torch
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    dense = output.as_tensor()  # one (count, 256, 256, 3) tensor: feed_ndarray wants its shape to match
+    batch = torch.empty(dense.shape(), dtype=torch.uint8, device=device)
+    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+    feed_ndarray(dense, batch, cuda_stream=stream)
+    pixels = batch.reshape(-1, 3).to(torch.float64)
+    sums = pixels.sum(dim=0).tolist()
+    products = (pixels.T @ pixels).tolist()
+    return PixelMoments(
+        n_images=count,
+        n_pixels=pixels.shape[0],
+        sums=[int(v) for v in sums],
+        products=[[int(v) for v in row] for row in products],
+    )
 
 
 def _read(root: Path, item: Item) -> tuple[np.ndarray | None, str]:
