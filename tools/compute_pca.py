@@ -94,15 +94,17 @@ def compute_moments(
 ) -> tuple[PixelMoments, list[tuple[int, str, str]], float]:
     """Run the chosen backend over the items; returns (moments, skips, images/s)."""
     progress = Progress(len(items))
-    if backend == "pil":
-        from tools.pca_pil import run_pil
+    try:
+        if backend == "pil":
+            from tools.pca_pil import run_pil
 
-        moments, skipped = run_pil(root, items, workers, on_error, list_path, progress)
-    else:
-        from tools.pca_dali import run_dali
+            moments, skipped = run_pil(root, items, workers, on_error, list_path, progress)
+        else:
+            from tools.pca_dali import run_dali
 
-        moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress)
-    progress.finish()
+            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress)
+    finally:
+        progress.finish()  # also before an error, so that its line starts on a line of its own
     return moments, skipped, progress.rate()
 
 
