@@ -125,6 +125,7 @@ def _check_ranks_equal_reference(results: list[dict]) -> None:
                                        atol=1e-3 * value.abs().max().item(), msg=f"rank {rank} {key}")
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_equal_one_process_with_the_global_batch(tmp_path):
     results = _run_ranks(tmp_path, "cpu")
     assert [r["ctx"][3:] for r in results] == [("cpu", "gloo")] * WORLD
@@ -167,6 +168,7 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_trains_and_validates_each_image_once(tmp_path):
     root = tmp_path / "tree"
     written = write_image_tree(root, {"train": 2, "val": 3})  # 9 val images: shards of 4 and 5
