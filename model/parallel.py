@@ -154,8 +154,11 @@ def wrap_model(model: nn.Module, ctx: ParallelContext) -> nn.Module:
         The module to train; call it with images on ctx.device, it returns logits on ctx.device.
     """
     if ctx.mode == "towers":
-        from model.towers import TowerAlexNet  # only this mode needs it
+        from model.towers import LAYERS, TowerAlexNet  # only this mode needs it
 
+        if not all(hasattr(model, name) for name in LAYERS):
+            raise InputError(f"--parallel towers splits the paper's two-tower `alexnet`; {type(model).__name__} "
+                             "has no towers: use -a alexnet, or --parallel ddp")
         return TowerAlexNet.from_alexnet(model, ctx.devices)
     model = model.to(ctx.device)
     if ctx.mode == "ddp":

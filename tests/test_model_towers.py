@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from model.alexnet import AlexNet
+from model.alexnet import AlexNet, build_model
 from model.parallel import (
     init_parallel,
     load_optimizer_state_dict,
@@ -195,6 +195,8 @@ def test_init_parallel_rejects_bad_tower_devices():
         init_parallel("pipeline", "cpu", None)
     with pytest.raises(InputError, match="unknown device"):
         init_parallel("towers", "cpu", ("cpu", "tpu:7"))
+    with pytest.raises(InputError, match="use -a alexnet"):
+        wrap_model(build_model("alexnet_owt", 10), init_parallel("towers", "cpu", ("cpu", "cpu")))
 
 
 @pytest.mark.gpu
