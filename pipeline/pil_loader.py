@@ -8,6 +8,7 @@ a flip with p = 0.5, PCA lighting, normalisation (train); the centre 224 (val); 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -127,6 +128,15 @@ class ShardSampler(torch.utils.data.Sampler):
         return iter(indices[: len(self)])
 
 
+def worker_start_method() -> str:
+    """"fork" (fast, works from any script) unless this process already runs DALI or CUDA threads: a fork
+    copies the locks those threads hold, and a worker can then wait on one forever. Then "spawn", which
+    needs the usual `if __name__ == "__main__":` guard in the calling script."""
+    if "nvidia.dali.backend" in sys.modules or torch.cuda.is_initialized():
+        return "spawn"
+    return "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
+
+
 class PilLoader:
     """The loader contract of pipeline.loader, served by a torch DataLoader with cfg.num_threads workers."""
 
@@ -144,11 +154,8 @@ class PilLoader:
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_threads,
             pin_memory=cfg.device == "gpu", generator=torch.Generator().manual_seed(cfg.seed),
-            # Workers are spawned, not forked: a fork copies the locks that DALI's (or CUDA's) threads
-            # hold in this process, and a child can then wait on one forever. Persistent, so the start
-            # cost (a second or two) is paid once, not every epoch.
-            multiprocessing_context="spawn" if cfg.num_threads > 0 else None,
-            persistent_workers=cfg.num_threads > 0,
+            multiprocessing_context=worker_start_method() if cfg.num_threads > 0 else None,
+            persistent_workers=cfg.num_threads > 0,  # pay the workers' start once, not every epoch
         )
 
     def __len__(self) -> int:
