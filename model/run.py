@@ -147,6 +147,8 @@ def fit(session: Session) -> None:
     if ctx.is_main:
         run.out.mkdir(parents=True, exist_ok=True)
         trim_metrics(run.out, pos.epoch)  # a resumed epoch is logged again when it completes
+        for stale in run.out.glob(".*.pth.tar.*"):  # temp files of a write that a kill -9 interrupted
+            stale.unlink(missing_ok=True)
     val_loader = make_loader(session.data, "val", shard_id=ctx.rank, num_shards=ctx.world_size)
     ten_loader = make_loader(session.data, "ten_crop", shard_id=ctx.rank, num_shards=ctx.world_size) if run.ten_crop else None
     stop = StopRequest(ctx)

@@ -11,14 +11,11 @@ docs/training.md has real runs. The loop itself is model/engine.py; this file is
 """
 from __future__ import annotations
 
-import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
-import torch
 
-from model.checkpoint import load_checkpoint
+from model.alexnet import ARCHS
 from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
 from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.engine import evaluate
@@ -28,7 +25,7 @@ from pipeline.constants import NORMALIZATIONS
 from pipeline.errors import InputError, user_errors
 from pipeline.loader import make_loader
 
-ARCH_CHOICES = ("alexnet", "alexnet_owt")
+
 
 
 def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleConfig, RunConfig]:
@@ -83,7 +80,7 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
               help="Folder the file lists' paths are relative to.")
 @click.option("--lists", type=click.Path(), required=True, help="prepare's output: train.txt, val.txt, classes.tsv.")
 @click.option("--pca", type=click.Path(), default=None, help="pca.json from compute-pca (default: published ImageNet).")
-@click.option("-a", "--arch", type=click.Choice(ARCH_CHOICES), default=None,
+@click.option("-a", "--arch", type=click.Choice(ARCHS), default=None,
               help="Network (default: the checkpoint's with --resume, else alexnet).")
 @click.option("--epochs", type=INT_1, default=PAPER_EPOCHS)
 @click.option("-b", "--batch-size", type=INT_1, default=PAPER_BATCH_SIZE, help="Images per step per process.")

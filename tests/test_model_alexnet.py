@@ -107,4 +107,7 @@ def test_sgd_step_is_the_papers_update_rule():
         got = p.detach().double().numpy() - initial[name]
         expected = weights[name] - initial[name]
         assert np.abs(expected).max() > 0, name
-        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max(), err_msg=name)
+        # float32 weights hold the result: allow a few units in the last place of the weight itself
+        ulps = 4 * np.spacing(np.abs(initial[name]).astype(np.float32)).astype(np.float64)
+        tolerance = 1e-3 * np.abs(expected) + 1e-4 * np.abs(expected).max() + ulps
+        assert np.all(np.abs(got - expected) <= tolerance), name

@@ -1,0 +1,88 @@
+"""`python -m model.predict`: top-5 names and probabilities, against a PIL/NumPy reference of validation's preprocessing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from model.alexnet import AlexNet
+from model.checkpoint import save_checkpoint
+from model.predict import main
+from pipeline.constants import IMAGENET_MEAN_255, IMAGENET_STD_255
+from tests.conftest import textured_image
+
+SCALE = 0.3  # spreads the probabilities so their order is well defined
+NAMES = ["tench", "English springer", "cassette player", "chain saw", "church", "French horn"]
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A checkpoint with random weights, fc8 scaled so the six probabilities are spread (order well defined)."""
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=len(NAMES)).eval()
+    with torch.no_grad():
+        net.fc8.weight.mul_(SCALE)
+    state = {"epoch": 1, "arch": "alexnet", "num_classes": len(NAMES), "state_dict": net.state_dict(),
+             "config": {"DataConfig": {"normalize": "meanstd", "pca": None}}}
+    save_checkpoint(state, tmp_path / "run", is_best=False)
+    classes = tmp_path / "classes.tsv"
+    classes.write_text("".join(f"{i}\tn{i:08d}\t{name}\n" for i, name in enumerate(NAMES)))
+    rng = np.random.default_rng(1)
+    images = []
+    for i, size in enumerate([(300, 200), (180, 420)]):
+        path = tmp_path / f"photo {i}.jpg"
+        textured_image(rng, *size, class_index=i).save(path, quality=92)
+        images.append(path)
+    return net, tmp_path / "run" / "checkpoint.pth.tar", classes, images
+
+
+def reference_probabilities(net: torch.nn.Module, path) -> np.ndarray:
+    """Validation by hand: shorter side 256 (PIL bilinear), centre 256, centre 224, (x - mean) / std."""
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    scale = 256 / min(w, h)
+    image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float64)
+    top, left = int((pixels.shape[0] - 256) / 2 + 0.5), int((pixels.shape[1] - 256) / 2 + 0.5)
+    crop = pixels[top + 16: top + 240, left + 16: left + 240]
+    x = (crop - np.array(IMAGENET_MEAN_255)) / np.array(IMAGENET_STD_255)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x.transpose(2, 0, 1)[None]).float()).double()
+    return torch.softmax(logits, dim=1)[0].numpy()
+
+
+def test_prints_top5_names_and_probabilities(trained):
+    net, checkpoint, classes, images = trained
+    result = CliRunner().invoke(main, [str(checkpoint), *map(str, images), "--classes", str(classes)])
+    assert result.exit_code == 0, result.output
+    blocks = result.output.strip().split("\n" + str(images[1]) + "\n")
+    assert blocks[0].startswith(str(images[0]))
+    for path, block in zip(images, [blocks[0].split("\n", 1)[1], blocks[1]]):
+        rows = [line.split(None, 3) for line in block.strip().splitlines()]
+        expected = reference_probabilities(net, path)
+        order = np.argsort(-expected)[:5]
+        assert [int(r[1]) for r in rows] == order.tolist()
+        assert [(r[2], r[3]) for r in rows] == [(f"n{i:08d}", NAMES[i]) for i in order]
+        np.testing.assert_allclose([float(r[0].rstrip("%")) / 100 for r in rows], expected[order], atol=2e-4)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_image", "no such image file"),
+    ("other_classes", "checkpoint has 6 classes, the class table has 2"),
+    ("not_a_checkpoint", "not a readable checkpoint"),
+])
+def test_bad_input_gives_one_line(trained, tmp_path, case, message):
+    _, checkpoint, classes, images = trained
+    arguments = [str(checkpoint), str(images[0]), "--classes", str(classes)]
+    if case == "missing_image":
+        arguments[1] = str(tmp_path / "nope.jpg")
+    elif case == "other_classes":
+        classes.write_text("0\ta\tA\n1\tb\tB\n")
+    else:
+        bogus = tmp_path / "bogus.pth.tar"
+        bogus.write_text("hello")
+        arguments[0] = str(bogus)
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
