@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from model.alexnet import AlexNet
-from model.parallel import all_reduce_sum, cleanup, init_parallel, unwrap_state_dict, wrap_model
+from model.parallel import all_reduce_sum, cleanup, init_parallel, min_over_ranks, unwrap_state_dict, wrap_model
 from pipeline.errors import InputError
 from tests.conftest import CLASSES as CLASS_NAMES
 from tests.conftest import requires_cuda, write_image_tree
@@ -73,7 +73,8 @@ def _worker(rank: int, port: int, out_dir: str, device: str) -> None:
         total = all_reduce_sum(torch.tensor([loss.item() * PER_RANK, PER_RANK], dtype=torch.float64,
                                             device=ctx.device), ctx)
         losses.append((total[0] / total[1]).item())
-    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device), ctx.backend),
+    fewest = min_over_ranks(5 + rank, ctx)  # e.g. batches per epoch: 5 on rank 0, 6 on rank 1
+    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device), ctx.backend), "fewest": fewest,
                 "losses": losses, "grads": grads, "state": unwrap_state_dict(model, ctx)},
                Path(out_dir) / f"rank{rank}.pt")
     cleanup(ctx)
@@ -115,6 +116,7 @@ def _check_ranks_equal_reference(results: list[dict]) -> None:
     losses, grads, state = _reference()
     for rank, result in enumerate(results):
         assert result["ctx"][:3] == (rank, WORLD, rank == 0)
+        assert result["fewest"] == 5
         assert result["losses"] == pytest.approx(losses, rel=1e-5), rank
         for name, grad in grads.items():
             scale = grad.abs().max().item()

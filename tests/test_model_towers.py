@@ -60,9 +60,6 @@ def _joined_grads(towers) -> dict[str, torch.Tensor]:
 
 
 def _check_equal(reference: AlexNet, gpus: tuple[str, str]) -> None:
-    if gpus[0].startswith("cuda"):
-        # The reference runs on the CPU in fp32; TF32 convolutions on the GPU would differ by ~1e-3.
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     towers, ctx = _towers(reference, gpus)
     images, labels = _images(1), torch.tensor([3, 8])
     reference.eval(), towers.eval()
@@ -199,16 +196,24 @@ def test_init_parallel_rejects_bad_tower_devices():
         wrap_model(build_model("alexnet_owt", 10), init_parallel("towers", "cpu", ("cpu", "cpu")))
 
 
+def _no_tf32(monkeypatch) -> None:
+    """The reference runs on the CPU in fp32; TF32 convolutions on the GPU would differ by ~1e-3."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 @pytest.mark.gpu
 @requires_cuda
-def test_towers_on_one_gpu_equal_one_device_alexnet():
+def test_towers_on_one_gpu_equal_one_device_alexnet(monkeypatch):
+    _no_tf32(monkeypatch)
     _check_equal(_reference(strong_lrn=True), ("cuda:0", "cuda:0"))
 
 
 @pytest.mark.gpu
 @requires_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
-def test_towers_on_two_gpus_equal_one_device_alexnet():
+def test_towers_on_two_gpus_equal_one_device_alexnet(monkeypatch):
+    _no_tf32(monkeypatch)
     _check_equal(_reference(strong_lrn=True), ("cuda:0", "cuda:1"))
 
 
