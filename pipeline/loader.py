@@ -20,6 +20,7 @@ from typing import Iterator, Literal, Sequence
 import torch
 
 from pipeline.config import DataConfig
+from pipeline.constants import NORMALIZATIONS, STORED_SIZE
 from pipeline.errors import InputError
 from pipeline.graphs import READER_NAME, SPLITS, build_pipeline, shard_bounds, split_entries
 
@@ -76,6 +77,22 @@ def corrupt_image_error(error: Exception, root: Path, entries: Sequence[tuple[st
     )
 
 
+def check_config(cfg: DataConfig) -> None:
+    """Reject values the graphs cannot run with, in one line each (the CLI may not have range-checked them)."""
+    choices = {"device": ("cpu", "gpu"), "normalize": NORMALIZATIONS, "layout": ("NCHW", "NHWC"),
+               "dtype": ("float32", "float16"), "train_last_batch": ("drop", "fill")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise InputError(f"unknown {name} {getattr(cfg, name)!r}; expected one of {', '.join(allowed)}")
+    if not 1 <= cfg.crop <= STORED_SIZE:
+        raise InputError(f"crop {cfg.crop} must lie in [1, {STORED_SIZE}] (crops are cut from the 256x256 image)")
+    if cfg.pca_alpha_std < 0 or cfg.num_threads < 0 or cfg.prefetch < 1:
+        raise InputError("pca_alpha_std and num_threads must be >= 0 and prefetch >= 1, "
+                         f"got {cfg.pca_alpha_std}, {cfg.num_threads}, {cfg.prefetch}")
+    if cfg.device == "gpu" and not 0.0 <= cfg.hw_decoder_load <= 1.0:
+        raise InputError(f"hw_decoder_load {cfg.hw_decoder_load} must lie in [0, 1]")
+
+
 class DaliLoader:
     """One shard of one split as an iterable of (images, labels) torch tensors, epoch after epoch."""
 
@@ -119,6 +136,8 @@ class DaliLoader:
         return images_per_epoch(self.shard_images - self._carried, self.batch_size, self.split, self.last_batch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch. An epoch left early (break) goes on where it stopped at the next iteration:
+        DALI cannot reset a reader mid-epoch."""
         iterator = iter(self._iterator)
         expected = self.num_images
         while True:
@@ -169,8 +188,7 @@ def make_loader(
         raise InputError(f"shard_id {shard_id} is outside [0, {num_shards}); check RANK and WORLD_SIZE")
     if cfg.batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {cfg.batch_size}")
-    if cfg.device not in ("cpu", "gpu"):
-        raise InputError(f"unknown device {cfg.device!r}; expected 'cpu' or 'gpu'")
+    check_config(cfg)
     if cfg.backend == "pil":
         from pipeline.pil_loader import PilLoader
 
