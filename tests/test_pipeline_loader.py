@@ -76,6 +76,9 @@ def test_nhwc_is_channels_last_and_labels_int64(image_tree: Path, backend: str) 
     assert images.shape == (4, 3, 224, 224) and images.dtype == torch.float16
     assert images.is_contiguous(memory_format=torch.channels_last)
     assert labels.dtype == torch.int64 and labels.shape == (4,)
+    nhwc, _ = next(iter(make_loader(make_cfg(image_tree, backend=backend, layout="NHWC", num_threads=0), "ten_crop")))
+    nchw, _ = next(iter(make_loader(make_cfg(image_tree, backend=backend, num_threads=0), "ten_crop")))
+    assert nhwc.shape == (4, 10, 3, 224, 224) and torch.equal(nhwc, nchw)
 
 
 def test_dali_and_pil_val_batches_agree(image_tree: Path) -> None:
