@@ -105,7 +105,7 @@ def _cmn(cfg: DataConfig, images, mean, std, *, x=0.5, y=0.5, mirror=0, raw: boo
     )
 
 
-def _train(cfg: DataConfig, stored, stats: ColourStats) -> dict:
+def _train(cfg: DataConfig, stored, stats: ColourStats, expose: bool) -> dict:
     """Random crop position (integer, uniform over all 33 positions), flip, lighting, normalisation."""
     from nvidia.dali import fn, types
 
@@ -120,9 +120,10 @@ def _train(cfg: DataConfig, stored, stats: ColourStats) -> dict:
     alpha = dali_alpha(cfg.pca_alpha_std)
     offset = dali_offset(stats, alpha)
     images = _cmn(cfg, stored, dali_mean_minus(stats, offset), stats.std.tolist(), x=pos_x, y=pos_y, mirror=flip)
-    # raw = x + offset = (x - (-offset)) / 1
-    raw = _cmn(cfg, stored, 0.0 - offset, 1.0, x=pos_x, y=pos_y, mirror=flip, raw=True)
-    return dict(images=images, raw=raw, crop_x=crop_x, crop_y=crop_y, flip=flip, alpha=alpha)
+    nodes = dict(images=images, crop_x=crop_x, crop_y=crop_y, flip=flip, alpha=alpha)
+    if expose:  # raw = x + offset = (x - (-offset)) / 1, built only when asked for
+        nodes["raw"] = _cmn(cfg, stored, 0.0 - offset, 1.0, x=pos_x, y=pos_y, mirror=flip, raw=True)
+    return nodes
 
 
 def _ten_crop(cfg: DataConfig, stored, stats: ColourStats, raw: bool) -> object:
@@ -173,12 +174,15 @@ def build_pipeline(
         jpegs, labels = _read(cfg, entries, shuffle, shard_id, num_shards)
         stored = _decode_stored(cfg, jpegs)
         if split == "train":
-            nodes = _train(cfg, stored, stats)
+            nodes = _train(cfg, stored, stats, expose)
         elif split == "val":
-            mean, std = stats.mean.tolist(), stats.std.tolist()
-            nodes = dict(images=_cmn(cfg, stored, mean, std), raw=_cmn(cfg, stored, 0.0, 1.0, raw=True))
+            nodes = dict(images=_cmn(cfg, stored, stats.mean.tolist(), stats.std.tolist()))
+            if expose:
+                nodes["raw"] = _cmn(cfg, stored, 0.0, 1.0, raw=True)
         else:
-            nodes = dict(images=_ten_crop(cfg, stored, stats, raw=False), raw=_ten_crop(cfg, stored, stats, raw=True))
+            nodes = dict(images=_ten_crop(cfg, stored, stats, raw=False))
+            if expose:
+                nodes["raw"] = _ten_crop(cfg, stored, stats, raw=True)
         nodes.update(stored=stored, labels=labels.gpu() if gpu else labels)
         names = OUTPUTS + (EXPOSED_OUTPUTS[split] if expose else ())
         pipe.set_outputs(*(nodes[name] for name in names))
