@@ -146,3 +146,30 @@ def test_gpu_graph_matches_cpu_graph(image_tree: Path) -> None:
     difference = (gpu[0].cpu() - cpu[0]).abs()
     # nvJPEG and libjpeg-turbo differ in IDCT and chroma upsampling: a few grey levels.
     assert difference.mean() < 2.0 and np.isfinite(difference.numpy()).all()
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "cmyk", "png named .JPEG", "tiny 1x1"])
+def test_odd_but_valid_images_decode(tmp_path: Path, kind: str) -> None:
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    written = write_image_tree(root, {"train": 1, "val": 1})
+    odd = written["val"][0]
+    with Image.open(odd) as image:
+        image.load()
+    if kind == "grayscale":
+        image.convert("L").save(odd, "JPEG")
+    elif kind == "cmyk":
+        image.convert("CMYK").save(odd, "JPEG")
+    elif kind == "png named .JPEG":
+        image.save(odd, "PNG")
+    else:
+        Image.new("RGB", (1, 1), (200, 100, 50)).save(odd, "JPEG")
+    images, labels = next(iter(make_loader(make_cfg(root, batch_size=3), "val")))
+    assert images.shape == (3, 3, 224, 224) and torch.isfinite(images).all()
+    first = images[0] + torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255  # undo the mean
+    if kind == "grayscale":
+        assert (first.amax(0) - first.amin(0)).max() < 1e-3  # R = G = B
+    if kind == "tiny 1x1":
+        expected = torch.tensor([200.0, 100.0, 50.0]).view(3, 1, 1)
+        assert (first - expected).abs().max() < 4  # one JPEG-coded colour, upscaled
