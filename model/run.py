@@ -111,7 +111,7 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
                           lambda tensor: parallel.all_reduce_sum(tensor, ctx))
         position = Position()
         if checkpoint is not None and not run.evaluate:
-            optimizer.load_state_dict(checkpoint["optimizer"])
+            parallel.load_optimizer_state_dict(optimizer, checkpoint["optimizer"], net, ctx)  # any mode's
             scheduler.load_state_dict(checkpoint["scheduler"])
             if checkpoint.get("scaler"):
                 scaler.load_state_dict(checkpoint["scaler"])
@@ -133,7 +133,7 @@ def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = Fals
     state = {
         "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
         "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net, session.ctx),
-        "best_acc1": pos.best_acc1, "optimizer": session.trainer.optimizer.state_dict(),
+        "best_acc1": pos.best_acc1, "optimizer": parallel.optimizer_state_dict(session.trainer.optimizer, session.net, session.ctx),
         "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng_state(),
         "epoch_meter": meter.values() if meter is not None else None,
         "config": as_primitives(session.data, session.optim, session.schedule, session.run),
@@ -172,7 +172,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     run, ctx, pos = session.run, session.ctx, session.position
     data = replace(session.data, seed=run.seed + epoch)
     loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
-    total = len(loader)
+    total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here
     skip = pos.epoch_step if epoch == pos.epoch else 0
     torch.manual_seed(run.seed + epoch)
     meter = Meter(ctx.device, pos.meter if skip else None)
@@ -189,7 +189,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
         periodic = run.checkpoint_every is not None and pos.step % run.checkpoint_every == 0
         if stopping or (periodic and done < total and not limit):
             write_checkpoint(session, meter)
-        return stopping or limit
+        return stopping or limit or done >= total
 
     clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
                             after_step=after_step, after_skip=resume_rng, log=ctx.is_main)
