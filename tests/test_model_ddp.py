@@ -74,10 +74,31 @@ def _worker(rank: int, port: int, out_dir: str, device: str) -> None:
                                             device=ctx.device), ctx)
         losses.append((total[0] / total[1]).item())
     fewest = min_over_ranks(5 + rank, ctx)  # e.g. batches per epoch: 5 on rank 0, 6 on rank 1
+    fitted = _fit_unequal_shards(rank, Path(out_dir), device)
     torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device), ctx.backend), "fewest": fewest,
-                "losses": losses, "grads": grads, "state": unwrap_state_dict(model, ctx)},
+                "losses": losses, "grads": grads, "state": unwrap_state_dict(model, ctx), "fitted": fitted},
                Path(out_dir) / f"rank{rank}.pt")
     cleanup(ctx)
+
+
+def _fit_unequal_shards(rank: int, out: Path, device: str) -> tuple[int, dict[str, torch.Tensor]]:
+    """model/run.py's training loop under DDP where rank r's shard has 2 + r batches: every rank must take
+    2 steps (one more on rank 1 would pair its gradient all-reduce with rank 0's metric sums)."""
+    from model import run as run_module
+    from model.config import OptimConfig, RunConfig, ScheduleConfig
+    from pipeline.config import DataConfig
+
+    def fake_make_loader(cfg, split, shard_id=0, num_shards=1):
+        images, labels = _global_batch(7)
+        count = 2 + shard_id if split == "train" else 1
+        return [(images[i:i + 1], labels[i:i + 1]) for i in range(count)]
+
+    run_module.make_loader = fake_make_loader  # this process only (a spawned rank)
+    session = run_module.open_session(
+        DataConfig(root=out, batch_size=1), OptimConfig(lr=0.001), ScheduleConfig(epochs=1),
+        RunConfig(arch="alexnet", out=out / "fit", device=device, parallel="ddp", print_freq=100))
+    run_module.fit(session)
+    return session.position.step, unwrap_state_dict(session.net, session.ctx)
 
 
 def _run_ranks(tmp_path: Path, device: str) -> list[dict]:
@@ -117,6 +138,9 @@ def _check_ranks_equal_reference(results: list[dict]) -> None:
     for rank, result in enumerate(results):
         assert result["ctx"][:3] == (rank, WORLD, rank == 0)
         assert result["fewest"] == 5
+        assert result["fitted"][0] == 2, rank
+        for key, value in results[0]["fitted"][1].items():
+            assert torch.equal(result["fitted"][1][key], value), f"rank {rank} {key}"
         assert result["losses"] == pytest.approx(losses, rel=1e-5), rank
         for name, grad in grads.items():
             scale = grad.abs().max().item()
@@ -172,17 +196,19 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_torchrun_ddp_trains_and_validates_each_image_once(tmp_path):
+    """9 training images in batches of 1: shards of 4 and 5 batches; both ranks must stop after 4 steps
+    (a 5th step on one rank would wait forever in DDP's all-reduce)."""
     root = tmp_path / "tree"
-    written = write_image_tree(root, {"train": 2, "val": 3})  # 9 val images: shards of 4 and 5
+    written = write_image_tree(root, {"train": 3, "val": 3})  # 9 + 9 images: shards of 4 and 5
     lists = write_lists(root, written, tmp_path / "lists")
     common = ["--root", str(root), "--lists", str(lists), "--parallel", "ddp", "--device", "cpu",
-              "--workers", "1", "-b", "2"]
+              "--workers", "1", "-b", "1"]
     out = tmp_path / "run"
-    trained = _torchrun([*common, "--out", str(out), "--epochs", "1", "--max-steps", "1"], tmp_path)
+    trained = _torchrun([*common, "--out", str(out), "--epochs", "1"], tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert trained.stdout.count("epoch 0: train loss") == 1  # rank 0 reports, rank 1 does not
     checkpoint = torch.load(out / "checkpoint.pth.tar", weights_only=True)
-    assert checkpoint["step"] == 1
+    assert (checkpoint["epoch"], checkpoint["step"]) == (1, 4)  # a complete epoch of min(4, 5) steps
     AlexNet(num_classes=len(CLASS_NAMES)).load_state_dict(checkpoint["state_dict"])  # one-device keys
 
     evaluated = _torchrun([*common, "--out", str(tmp_path / "eval"), "-e", "--resume",

@@ -228,7 +228,13 @@ def test_train_cli_towers_on_a_cpu_pair_writes_one_device_checkpoints(tmp_path):
     assert trained.exit_code == 0, trained.output
     checkpoint = torch.load(out / "checkpoint.pth.tar", weights_only=True)
     assert list(checkpoint["state_dict"]) == list(AlexNet(num_classes=3).state_dict())
-    evaluated = CliRunner().invoke(train_main, [*common, "--out", str(tmp_path / "eval"), "-e", "--resume",
-                                                str(out / "checkpoint.pth.tar")])
-    assert evaluated.exit_code == 0, evaluated.output
-    assert "(centre, 3 images)" in evaluated.output
+    momentum = checkpoint["optimizer"]["state"][0]["momentum_buffer"]
+    assert momentum.shape == (96, 3, 11, 11)  # the one-device layout: resumable in any mode
+
+    # Resume the towers run in mode none: weights and momentum load; one more step, then the epoch ends.
+    resumed = CliRunner().invoke(train_main, [*common, "--out", str(tmp_path / "none"), "--resume",
+                                              str(out / "checkpoint.pth.tar"), "--epochs", "1", "--max-steps", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(tmp_path / "none" / "checkpoint.pth.tar", weights_only=True)["step"] == 2
+    assert "(centre, 3 images)" in CliRunner().invoke(train_main, [
+        *common, "--out", str(tmp_path / "eval"), "-e", "--resume", str(out / "checkpoint.pth.tar")]).output
