@@ -89,6 +89,8 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.pca_alpha_std < 0 or cfg.num_threads < 0 or cfg.prefetch < 1:
         raise InputError("pca_alpha_std and num_threads must be >= 0 and prefetch >= 1, "
                          f"got {cfg.pca_alpha_std}, {cfg.num_threads}, {cfg.prefetch}")
+    if cfg.device == "gpu" and not torch.cuda.is_available():
+        raise InputError("device 'gpu' needs a CUDA device and a CUDA build of torch; this machine has none (use 'cpu')")
     if cfg.device == "gpu" and not 0.0 <= cfg.hw_decoder_load <= 1.0:
         raise InputError(f"hw_decoder_load {cfg.hw_decoder_load} must lie in [0, 1]")
 

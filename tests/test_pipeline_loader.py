@@ -129,8 +129,11 @@ def test_bad_arguments_are_input_errors(image_tree: Path) -> None:
         make_loader(cfg, "val", shard_id=2, num_shards=2)
     with pytest.raises(InputError, match="unknown split"):
         make_loader(cfg, "test")  # type: ignore[arg-type]
-    for change, message in [({"crop": 300}, "crop 300"), ({"normalize": "std"}, "unknown normalize"),
-                            ({"device": "tpu"}, "unknown device"), ({"batch_size": 0}, "batch size")]:
+    cases = [({"crop": 300}, "crop 300"), ({"normalize": "std"}, "unknown normalize"),
+             ({"device": "tpu"}, "unknown device"), ({"batch_size": 0}, "batch size")]
+    if not torch.cuda.is_available():
+        cases.append(({"device": "gpu", "device_id": 0}, "needs a CUDA device"))
+    for change, message in cases:
         with pytest.raises(InputError, match=message):
             make_loader(make_cfg(image_tree, **change), "train")
     with pytest.raises(InputError, match="no such file list"):

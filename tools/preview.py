@@ -29,6 +29,9 @@ def run_preview(cfg: DataConfig, split: str, entries: list[tuple[str, int]], sam
     """
     from pipeline.graphs import as_numpy, build_pipeline
 
+    from pipeline.loader import check_config, corrupt_image_error
+
+    check_config(cfg)
     repeats = samples if split == "train" else 1
     batch = [entry for entry in entries for _ in range(repeats)]
     cfg = DataConfig(**{**cfg.__dict__, "batch_size": len(batch)})
@@ -37,8 +40,6 @@ def run_preview(cfg: DataConfig, split: str, entries: list[tuple[str, int]], sam
         pipe.build()
         outputs = dict(zip(names, pipe.run()))
     except RuntimeError as error:
-        from pipeline.loader import corrupt_image_error
-
         raise corrupt_image_error(error, cfg.root, batch) from None
     arrays = {name: as_numpy(value) for name, value in outputs.items() if name != "images"}
     arrays["images"] = arrays.pop("raw").astype(np.float32)
