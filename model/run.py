@@ -93,9 +93,10 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
         if checkpoint is not None:
             try:
                 model.load_state_dict(checkpoint["state_dict"])
-            except RuntimeError as error:
+            except RuntimeError as error:  # torch lists every mismatched key; the first one says enough
+                detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
                 raise InputError(f"{run.resume}: weights do not fit -a {arch} with {num_classes} classes "
-                                 f"({str(error).splitlines()[1].strip()[:100] if len(str(error).splitlines()) > 1 else error})") from None
+                                 f"({detail[:120]})") from None
         if run.channels_last:
             model = model.to(memory_format=torch.channels_last)
         net = parallel.wrap_model(model, ctx)

@@ -162,3 +162,13 @@ def test_nan_during_a_run_keeps_the_last_good_checkpoint(tmp_path, lists_dir, mo
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0]
+
+
+def test_resume_from_weights_of_another_shape_is_one_line(tmp_path, lists_dir):
+    fake = {"epoch": 1, "step": 2, "arch": "alexnet", "num_classes": 2, "optimizer": {}, "scheduler": {},
+            "state_dict": {"fc8.weight": torch.zeros(2, 4), "fc8.bias": torch.zeros(2)}}
+    torch.save(fake, tmp_path / "odd.pth.tar")
+    result = CliRunner().invoke(main, ["--root", str(tmp_path), "--lists", str(lists_dir), "--out", str(tmp_path / "r"),
+                                       "--resume", str(tmp_path / "odd.pth.tar")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "weights do not fit -a alexnet with 2 classes" in result.output
