@@ -36,6 +36,16 @@ DEMO_CLASSES = (
 )
 
 
+# Object radius as a share of the image's shorter side, and how far the background's two colours lie
+# apart (1 = as far as the bench images'): big objects on a quiet background make the classes learnable
+# within the demo's few thousand training steps (docs/demo.md).
+DEMO_RADIUS = (0.32, 0.47)
+DEMO_BACKGROUND_CONTRAST = 0.35
+# Pattern period relative to the object (times a random 0.18-0.28 x radius): the classes differ in scale too.
+PATTERN_SCALE = {"hstripes": 1.0, "checker": 0.6, "dots": 1.0, "vstripes": 1.5, "rings": 0.8, "grid": 1.3,
+                 "diagonal": 0.7, "noise": 1.0, "solid": 1.0}
+
+
 def class_ids() -> list[str]:
     """Folder names of the demo classes, in label order (sorted order equals label order)."""
     return [f"s{index}_{shape}_{pattern}" for index, (shape, pattern) in enumerate(DEMO_CLASSES)]
@@ -66,9 +76,13 @@ def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: in
     return total
 
 
-def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Two random colours mixed by fractal noise, plus a gradient and grain: (h, w, 3) float32 in 0-255."""
+def textured_background(rng: np.random.Generator, height: int, width: int, contrast: float = 1.0) -> np.ndarray:
+    """Two random colours mixed by fractal noise, plus a gradient and grain: (h, w, 3) float32 in 0-255.
+
+    `contrast` < 1 pulls the second colour towards the first (a quieter background).
+    """
     colour_a, colour_b = rng.uniform(20, 235, size=(2, 3)).astype(np.float32)
+    colour_b = colour_a + contrast * (colour_b - colour_a)
     mix = fractal_noise(rng, height, width, octaves=5, persistence=rng.uniform(0.4, 0.7))
     mix = 1.0 / (1.0 + np.exp(-1.5 * mix))
     image = colour_a + (colour_b - colour_a) * mix[..., None]
@@ -120,7 +134,7 @@ def shape_mask(shape: str, u: np.ndarray, v: np.ndarray, radius: float) -> np.nd
 def fill_pattern(pattern: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray,
                  radius: float) -> np.ndarray:
     """Pattern in [0, 1] over object coordinates; the period scales with the object (random jitter)."""
-    period = radius * rng.uniform(0.18, 0.28)
+    period = radius * rng.uniform(0.18, 0.28) * PATTERN_SCALE[pattern]
     if pattern == "solid":
         return np.full(u.shape, 0.85, np.float32) + 0.15 * (v / radius)
     if pattern == "hstripes":
@@ -158,9 +172,9 @@ def demo_image(rng: np.random.Generator, class_index: int, grayscale: bool = Fal
     """
     shape, pattern = DEMO_CLASSES[class_index]
     width, height = (int(x) for x in rng.integers(300, 701, size=2))
-    image = textured_background(rng, height, width)
+    image = textured_background(rng, height, width, DEMO_BACKGROUND_CONTRAST)
     short = min(width, height)
-    radius = short * rng.uniform(0.25, 0.42)
+    radius = short * rng.uniform(*DEMO_RADIUS)
     centre_x = rng.uniform(radius * 0.8, width - radius * 0.8)
     centre_y = rng.uniform(radius * 0.8, height - radius * 0.8)
     theta = rng.uniform(0, 2 * np.pi) if shape not in ("cross", "bar") else rng.uniform(-0.4, 0.4)
