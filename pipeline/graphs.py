@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE
+from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
 from pipeline.lighting import ColourStats, colour_stats, dali_alpha, dali_mean_minus, dali_offset
 
@@ -48,8 +49,6 @@ def split_entries(cfg: DataConfig, split: Split) -> list[tuple[str, int]]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     list_path = cfg.train_list if split == "train" else cfg.val_list
     if list_path is None:
-        from pipeline.errors import InputError
-
         which = "train_list" if split == "train" else "val_list"
         raise InputError(f"no {which} given for the {split} split; write the lists with `imagenet-tools prepare`")
     return read_file_list(list_path)
