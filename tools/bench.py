@@ -34,11 +34,12 @@ import torch
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from tools.bench_modes import Timing, endless, make_train_step, synthetic_batch, time_end_to_end, time_model, time_pipeline
-from tools.bench_report import MODES, draw_chart, format_table, machine_info, row_result, utc_now
+from tools.bench_report import MODES, draw_chart, format_table, load_average, machine_info, row_result, utc_now
 
 # The default training configuration (§5): the paper's net, 1000 classes.
 ARCH, NUM_CLASSES = "alexnet", 1000
 AMP_CHOICES = ("off", "bf16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +150,8 @@ class Runner:
                 if self.options.channels_last:
                     model = model.to(memory_format=torch.channels_last)
                 self.model = model
-            self.steps[amp] = make_train_step(self.model, self.device, amp, self.options.compile_mode)
+            self.steps[amp] = make_train_step(self.model, self.device, amp, self.options.compile_mode,
+                                              self.options.channels_last)
         return self.steps[amp]
 
     def measure(self, mode: str, dataset: Dataset, point: dict[str, Any]) -> Timing:
@@ -225,6 +227,7 @@ def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dic
                   f"batch={point['batch_size']} amp={point['amp']}: {timings[mode].images_per_s:,.1f} images/s",
                   file=sys.stderr, flush=True)
         report["results"].append(row_result(point, timings))
+    report["machine"]["load_average_end"] = load_average()
     return report
 
 
@@ -262,6 +265,8 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
          compile_mode, steps, warmup, modes, arch, json_path, png_path) -> None:
     """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")
+    if compile_mode is not None:
+        _choices((compile_mode,), COMPILE_MODES, "--compile")
     if hw_decoder_load is not None and device != "gpu":
         raise InputError("--hw-decoder-load applies to the GPU decoder only; drop it or use --device gpu")
     options = BenchOptions(

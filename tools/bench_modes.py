@@ -19,14 +19,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.constants import CROP_SIZE
 from pipeline.errors import InputError
 
-# §5 of the paper: SGD, momentum 0.9, weight decay 0.0005, learning rate 0.01. The values only make
-# the step do the same work as a training step (the optimizer's cost is part of what is measured).
-LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 # A progress line at most this often (seconds), so a long CPU measurement shows that it is alive.
 PROGRESS_EVERY_S = 2.0
 
@@ -95,31 +91,31 @@ def to_model_input(images: torch.Tensor, labels: torch.Tensor, device: torch.dev
     return images, labels
 
 
-def make_train_step(model: torch.nn.Module, device: torch.device, amp: str, compile_mode: str | None) -> TrainStep:
-    """One SGD training step (forward, cross-entropy, backward, update) of `model` on `device`.
+def make_train_step(model: torch.nn.Module, device: torch.device, amp: str, compile_mode: str | None,
+                    channels_last: bool = False) -> TrainStep:
+    """The training script's step (model.engine.train_step: forward, cross-entropy, backward, SGD update).
 
     Args:
         model: the network, already on `device` (and in channels_last if wanted).
         device: where the step runs.
         amp: "off" (float32) or "bf16" (autocast to bfloat16; weights and the update stay float32).
         compile_mode: None, or a torch.compile mode ("default", "reduce-overhead", "max-autotune").
+        channels_last: inputs in channels_last memory format.
 
     Returns:
         step(images, labels) -> loss tensor (not synchronised).
     """
+    from model.config import OptimConfig
+    from model.engine import Trainer, train_step
+
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    paper = OptimConfig()  # §5's SGD: the optimizer's update is part of a step's cost
+    optimizer = torch.optim.SGD(model.parameters(), lr=paper.lr, momentum=paper.momentum,
+                                weight_decay=paper.weight_decay)
     forward = torch.compile(model, mode=compile_mode) if compile_mode else model
-
-    def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            loss = F.cross_entropy(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
+    trainer = Trainer(forward, optimizer, device, amp_dtype=torch.bfloat16 if amp == "bf16" else None,
+                      channels_last=channels_last)
+    return lambda images, labels: train_step(trainer, images, labels)[0]
 
 
 class _Progress:

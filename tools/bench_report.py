@@ -63,11 +63,18 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "cuda_available": torch.cuda.is_available(),
         "gpu_name": None,
         "gpu_count": 0,
+        # Other processes compete for the CPUs (DALI threads, DataLoader workers, a CPU model step).
+        "load_average": load_average(),
     }
     if device.type == "cuda":
         info.update(gpu_name=torch.cuda.get_device_name(device), gpu_count=torch.cuda.device_count(),
                     cuda=torch.version.cuda)
     return info
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def utc_now() -> str:
@@ -90,17 +97,22 @@ def row_result(setting: dict[str, Any], timings: dict[str, Timing]) -> dict[str,
         if mode not in timings:
             continue
         timing = timings[mode]
-        entry = {"images": timing.images, "seconds": round(timing.seconds, 6),
-                 "images_per_s": round(timing.images_per_s, 3)}
+        entry = {"images": timing.images, "seconds": _digits(timing.seconds),
+                 "images_per_s": _digits(timing.images_per_s)}
         if timing.wait_fraction is not None:
-            entry["wait_fraction"] = round(timing.wait_fraction, 6)
-            entry["hours_for_90_epochs"] = round(PAPER_EPOCHS * IMAGENET_TRAIN_IMAGES / timing.images_per_s / 3600, 3)
+            entry["wait_fraction"] = _digits(timing.wait_fraction)
+            entry["hours_for_90_epochs"] = _digits(PAPER_EPOCHS * IMAGENET_TRAIN_IMAGES / timing.images_per_s / 3600)
         modes[mode] = entry
     ratios = {}
     for name, top, bottom in RATIOS:
         have = top in timings and bottom in timings
-        ratios[name] = round(timings[top].images_per_s / timings[bottom].images_per_s, 4) if have else None
+        ratios[name] = _digits(timings[top].images_per_s / timings[bottom].images_per_s) if have else None
     return {**setting, "modes": modes, "ratios": ratios}
+
+
+def _digits(value: float) -> float:
+    """Six significant digits: enough for any measurement, short in the JSON, also for values << 1."""
+    return float(f"{value:.6g}")
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -126,10 +138,13 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(text)
 
 
+SHORT_KEYS = {"data": "", "threads": "thr=", "batch_size": "batch=", "hw_decoder_load": "hw=", "amp": "amp="}
+
+
 def row_label(row: dict[str, Any], varying: Sequence[str]) -> str:
-    """A short label naming the fields that vary across the rows (e.g. `threads=2 batch=64`)."""
-    parts = [f"{key}={row[key]}" for key in varying]
-    return " ".join(parts) or row["data"]
+    """A short label, one line per field that varies across the rows (e.g. `thr=2` over `batch=64`)."""
+    parts = [f"{SHORT_KEYS[key]}{row[key]}" for key in varying]
+    return "\n".join(parts) or row["data"]
 
 
 def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -139,8 +154,7 @@ def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ("data", "threads", "batch_size", "hw_decoder_load", "amp")
-    varying = [key for key in keys if len({str(row[key]) for row in rows}) > 1]
+    varying = [key for key in SHORT_KEYS if len({str(row[key]) for row in rows}) > 1]
     modes = [mode for mode in MODES if any(mode in row["modes"] for row in rows)]
     width = 0.8 / max(len(modes), 1)
     figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(rows) * max(len(modes), 1) * 0.5), 4.5))
