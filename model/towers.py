@@ -93,7 +93,7 @@ class TowerAlexNet(nn.Module):
         return x.to(self.devices[k], non_blocking=True)
 
     def _send_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The image batch for tower 2. Between two GPUs it is the largest copy of the step (77 MB at batch
+        """The image batch for tower 2. Between two GPUs it is the largest copy of the step (79 MB at batch
         128 in fp32), so it goes on a side stream of devices[0]: tower 1's conv1 need not wait behind it."""
         target = self.devices[1]
         if x.device == target or x.device.type != "cuda" or target.type != "cuda":
