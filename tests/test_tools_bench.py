@@ -95,13 +95,16 @@ def test_sweep_and_mode_subset(tree: tuple[Path, Path], tmp_path: Path) -> None:
     json_path = tmp_path / "sweep.json"
     code, output = run_cli("--root", str(root), "--list", str(list_path), "--device", "cpu", "--threads", "1,2",
                            "--batch-size", "2,3", "--steps", "2", "--warmup", "0", "--modes", "pipeline",
-                           "--json", str(json_path))
+                           "--repeat", "3", "--json", str(json_path))
     assert code == 0, output
     rows = json.loads(json_path.read_text())["results"]
     assert [(r["threads"], r["batch_size"]) for r in rows] == [(1, 2), (1, 3), (2, 2), (2, 3)]
     for row in rows:
         assert set(row["modes"]) == {"pipeline"}
-        check_mode(row["modes"]["pipeline"], 2 * row["batch_size"])
+        entry = row["modes"]["pipeline"]
+        check_mode(entry, 2 * row["batch_size"])
+        assert len(entry["runs_images_per_s"]) == 3 and all(value > 0 for value in entry["runs_images_per_s"])
+        assert entry["images_per_s"] == pytest.approx(float(np.median(entry["runs_images_per_s"])), rel=1e-5)
         assert set(row["ratios"].values()) == {None}
 
 

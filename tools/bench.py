@@ -33,7 +33,8 @@ import torch
 
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
-from tools.bench_modes import Timing, endless, make_train_step, synthetic_batch, time_end_to_end, time_model, time_pipeline
+from tools.bench_modes import (Timing, endless, make_train_step, median_timing, synthetic_batch, time_end_to_end,
+                               time_model, time_pipeline)
 from tools.bench_report import MODES, draw_chart, format_table, load_average, machine_info, row_result, utc_now
 
 # The default training configuration (§5): the paper's net, 1000 classes.
@@ -67,6 +68,7 @@ class BenchOptions:
     warmup: int
     modes: tuple[str, ...]
     arch: str = ARCH
+    repeat: int = 1
 
 
 def split_values(text: str, kind: Callable[[str], Any], flag: str) -> tuple:
@@ -165,7 +167,8 @@ class Runner:
             "pil-e2e": (mode, *data_key, point["amp"]),
         }[mode]
         if key not in self.cache:
-            self.cache[key] = self._run(mode, dataset, point)
+            runs = [self._run(mode, dataset, point) for _ in range(self.options.repeat)]
+            self.cache[key] = runs[0] if len(runs) == 1 else median_timing(runs)
         return self.cache[key]
 
     def _run(self, mode: str, dataset: Dataset, point: dict[str, Any]) -> Timing:
@@ -256,13 +259,15 @@ def _default_threads() -> str:
               help="torch.compile the model; optional mode: --compile reduce-overhead (CUDA graphs).")
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(1), help="Timed batches per mode.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed batches before them.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1),
+              help="Run each measurement this many times and report the median (for a busy machine).")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Which measurements, comma-separated.")
 @click.option("--arch", type=click.Choice(["alexnet", "alexnet_owt"]), default=ARCH, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results here.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), help="Draw the bar chart here.")
 @user_errors
 def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load, amp, channels_last,
-         compile_mode, steps, warmup, modes, arch, json_path, png_path) -> None:
+         compile_mode, steps, warmup, repeat, modes, arch, json_path, png_path) -> None:
     """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")
     if compile_mode is not None:
@@ -273,10 +278,10 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
         datasets=resolve_datasets(roots, lists_dirs, lists), device=device,
         threads=_positive(split_values(threads, int, "--threads"), "--threads"),
         batch_sizes=_positive(split_values(batch_size, int, "--batch-size"), "--batch-size"),
-        hw_decoder_loads=(None,) if hw_decoder_load is None else _fractions(split_values(hw_decoder_load, float, "--hw-decoder-load")),
+        hw_decoder_loads=_hw_loads(hw_decoder_load, device),
         amps=_choices(split_values(amp, str, "--amp"), AMP_CHOICES, "--amp"),
         channels_last=channels_last, compile_mode=compile_mode, steps=steps, warmup=warmup,
-        modes=_choices(split_values(modes, str, "--modes"), MODES, "--modes"), arch=arch,
+        modes=_choices(split_values(modes, str, "--modes"), MODES, "--modes"), arch=arch, repeat=repeat,
     )
     report = run_bench(options)
     click.echo(format_table(report["results"]))
@@ -296,7 +301,12 @@ def _positive(values: tuple, flag: str) -> tuple:
     return values
 
 
-def _fractions(values: tuple) -> tuple:
+def _hw_loads(text: str | None, device: str) -> tuple[float | None, ...]:
+    """--hw-decoder-load values; without the flag, DataConfig's default on a GPU (recorded in the JSON)
+    and None on the CPU, where no hardware decoder takes part."""
+    if text is None:
+        return (DataConfig.__dataclass_fields__["hw_decoder_load"].default,) if device == "gpu" else (None,)
+    values = split_values(text, float, "--hw-decoder-load")
     if any(not 0.0 <= value <= 1.0 for value in values):
         raise InputError(f"--hw-decoder-load: every value must lie in [0, 1], got {','.join(map(str, values))}")
     return values

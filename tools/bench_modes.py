@@ -13,10 +13,11 @@ host blocks in `next()` and the fraction approaches 1.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -38,11 +39,13 @@ class Timing:
         images: images in the timed batches.
         seconds: wall time of the timed batches.
         wait_seconds: end to end only: the part of `seconds` spent waiting for data; None otherwise.
+        runs: with --repeat: images/s of every repeat in the order run (this Timing is their median).
     """
 
     images: int
     seconds: float
     wait_seconds: float | None = None
+    runs: tuple[float, ...] = ()
 
     @property
     def images_per_s(self) -> float:
@@ -51,6 +54,14 @@ class Timing:
     @property
     def wait_fraction(self) -> float | None:
         return None if self.wait_seconds is None else self.wait_seconds / self.seconds
+
+
+def median_timing(timings: Sequence[Timing]) -> Timing:
+    """The run with the median images/s (the lower of the two middle ones for an even count), so the
+    reported numbers all come from one real run; `runs` keeps every run's images/s."""
+    ordered = sorted(timings, key=lambda timing: timing.images_per_s)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return dataclasses.replace(middle, runs=tuple(timing.images_per_s for timing in timings))
 
 
 def synchronize(device: torch.device) -> None:

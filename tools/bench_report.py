@@ -99,6 +99,8 @@ def row_result(setting: dict[str, Any], timings: dict[str, Timing]) -> dict[str,
         timing = timings[mode]
         entry = {"images": timing.images, "seconds": _digits(timing.seconds),
                  "images_per_s": _digits(timing.images_per_s)}
+        if timing.runs:
+            entry["runs_images_per_s"] = [_digits(value) for value in timing.runs]
         if timing.wait_fraction is not None:
             entry["wait_fraction"] = _digits(timing.wait_fraction)
             entry["hours_for_90_epochs"] = _digits(PAPER_EPOCHS * IMAGENET_TRAIN_IMAGES / timing.images_per_s / 3600)
