@@ -18,6 +18,8 @@ from torch import nn
 # §3.3 local response normalisation, b = a / (k + alpha/n * sum a^2)^beta over n = 5 channels. The paper
 # writes alpha without the 1/n; cuda-convnet2 (the authors' own code) divides by n, which is exactly what
 # torch's LocalResponseNorm does, so these are the paper's constants with the authors' semantics.
+# The sum runs over adjacent maps of the same tower: each GPU normalised its own layer, so the maps at the
+# edge of tower 1 never see tower 2's (TowerLRN below).
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 # §3.4 overlapping pooling: z = 3, s = 2.
 POOL_KERNEL, POOL_STRIDE = 3, 2
@@ -50,7 +52,7 @@ class AlexNet(nn.Module):
         self.fc6 = nn.Linear(256 * 6 * 6, 4096)
         self.fc7 = nn.Linear(4096, 4096)
         self.fc8 = nn.Linear(4096, num_classes)
-        self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+        self.lrn = TowerLRN()
         self.dropout = nn.Dropout(DROPOUT)
         init_paper(self, bias_one)
 
@@ -106,6 +108,20 @@ class AlexNetOWT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier[6](self.fc7_features(x))
+
+
+class TowerLRN(nn.Module):
+    """LRN within each of the two towers: channels [0, C/2) and [C/2, C) are normalised separately."""
+
+    def __init__(self, towers: int = 2) -> None:
+        super().__init__()
+        self.towers = towers
+        self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # (N, C, H, W) -> (N * towers, C / towers, H, W): LocalResponseNorm zero-pads at each tower's edge.
+        return self.lrn(x.reshape(n * self.towers, c // self.towers, h, w)).reshape(n, c, h, w)
 
 
 def init_paper(model: nn.Module, bias_one: float = 1.0) -> None:

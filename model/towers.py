@@ -8,9 +8,8 @@ connects them:
     conv1 -> conv2 -> | conv3 (reads both towers' conv2 maps) -> conv4 -> conv5 -> | fc6 | fc7 | fc8 -> loss
           own tower   ^ exchange                                  own tower        ^ exchange before each FC
 
-plus two boundary channels at each LRN, because alexnet.py normalises over all 96 (256) channels at once
-(cuda-convnet normalised within a tower; `lrn_halo=False` gives that, and then differs from alexnet.py).
-fc6, fc7, fc8 are split by output neurons, each half reading the full input; fc8's halves meet on
+LRN normalises within each tower (as cuda-convnet did, and as alexnet.py's TowerLRN does), so it needs
+no exchange. fc6, fc7, fc8 are split by output neurons, each half reading the full input; fc8's halves meet on
 tower 1's device, where the labels and the loss live.
 
 Concurrency: tower k's kernels are queued on device k's current CUDA stream, and the host never waits inside
@@ -63,11 +62,9 @@ class TowerAlexNet(nn.Module):
     Args:
         alexnet: a one-device `AlexNet` whose weights are copied (it is left as it was).
         devices: the two towers' devices; may be equal (one GPU, or the CPU).
-        lrn_halo: True: LRN sees the other tower's two neighbouring channels (equals alexnet.py);
-            False: LRN within each tower (cuda-convnet).
     """
 
-    def __init__(self, alexnet: nn.Module, devices: tuple[torch.device, torch.device], lrn_halo: bool = True):
+    def __init__(self, alexnet: nn.Module, devices: tuple[torch.device, torch.device]):
         super().__init__()
         self.devices = tuple(torch.device(d) for d in devices)
         towers = []
@@ -78,7 +75,6 @@ class TowerAlexNet(nn.Module):
         self.towers = nn.ModuleList(towers)
         self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
         self.dropout = nn.Dropout(getattr(getattr(alexnet, "dropout", None), "p", DROPOUT))
-        self.lrn_halo = lrn_halo
         self._input_stream: torch.cuda.Stream | None = None  # created on first use, on two distinct GPUs
 
     @classmethod
@@ -118,14 +114,8 @@ class TowerAlexNet(nn.Module):
         return [torch.cat([self._to(part, k) for part in parts], dim=1) for k in range(TOWERS)]
 
     def _lrn(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
-        """LRN of each tower's maps; with the halo, as if over the channels of both towers together."""
-        if not self.lrn_halo:
-            return [self.lrn(part) for part in parts]
-        halo = LRN_SIZE // 2
-        # LRN zero-pads at the channel edges, so the neighbours' `halo` maps make the cut invisible.
-        first = self.lrn(torch.cat([parts[0], self._to(parts[1][:, :halo], 0)], dim=1))
-        second = self.lrn(torch.cat([self._to(parts[0][:, -halo:], 1), parts[1]], dim=1))
-        return [first[:, :-halo], second[:, halo:]]
+        """LRN of each tower's own maps (the paper's LRN never crosses towers)."""
+        return [self.lrn(part) for part in parts]
 
     # --- the net ---------------------------------------------------------------------------------------
     def _layer(self, name: str, xs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -85,17 +85,27 @@ def test_forward_and_all_gradients_equal_one_device_alexnet():
     _check_equal(_reference(strong_lrn=True), ("cpu", "cpu"))
 
 
-def test_lrn_cut_between_towers_matters():
-    """Without the two-channel halo the towers would differ from alexnet.py: the equality test can fail."""
-    reference = _reference(strong_lrn=True)
-    towers, _ = _towers(reference)
-    towers.lrn_halo = False
-    reference.eval(), towers.eval()
-    with torch.no_grad():
-        images = _images(1)
-        expected = reference.conv_features(images)
-        differs = (towers.conv_features(images)[0] - expected[:, :128]).abs().max() / expected.abs().max()
-    assert differs > 2e-3  # vs ~1e-6 with the halo
+def test_lrn_normalises_within_each_tower_by_the_papers_formula():
+    """§3.3 by hand in NumPy, per tower: b = a / (k + alpha/n * sum over the n=5 nearest maps of a^2)^beta,
+    the sum clipped at the tower's edges (the maps of the other tower never enter)."""
+    import numpy as np
+
+    from model.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, TowerLRN
+
+    a = np.random.default_rng(0).normal(0, 30, size=(2, 8, 3, 3))
+    expected = np.empty_like(a)
+    half = a.shape[1] // 2
+    for tower in range(2):
+        maps = a[:, tower * half:(tower + 1) * half]
+        for i in range(half):
+            lo, hi = max(0, i - LRN_SIZE // 2), min(half, i + LRN_SIZE // 2 + 1)
+            denom = (LRN_K + LRN_ALPHA / LRN_SIZE * (maps[:, lo:hi] ** 2).sum(axis=1)) ** LRN_BETA
+            expected[:, tower * half + i] = maps[:, i] / denom
+    got = TowerLRN()(torch.tensor(a, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # a full-width LRN would mix the towers at maps 3 and 4: the test above tells them apart
+    full = torch.nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)(torch.tensor(a)).numpy()
+    assert np.abs(full[:, 3] - expected[:, 3]).max() > 1e-3
 
 
 def test_bf16_autocast_logits_equal_one_device_alexnet():
