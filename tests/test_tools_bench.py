@@ -126,6 +126,22 @@ def test_two_roots_share_one_list(tree: tuple[Path, Path], tmp_path: Path) -> No
     assert [(r["data"], r["root"]) for r in rows] == [("images", str(root)), ("resized", str(resized))]
 
 
+def test_stage_profile_cpu(tree: tuple[Path, Path], tmp_path: Path) -> None:
+    """--stages adds CPU ms per image for every probe of every data set to the JSON and the output."""
+    root, list_path = tree
+    json_path = tmp_path / "stages.json"
+    code, output = run_cli("--root", str(root), "--list", str(list_path), "--device", "cpu", "--threads", "1",
+                           "--batch-size", "3", "--steps", "1", "--warmup", "0", "--modes", "pipeline", "--stages",
+                           "--json", str(json_path))
+    assert code == 0, output
+    stages = json.loads(json_path.read_text())["stages"]
+    expected = ["dali read", "dali decode", "dali resize", "dali stored", "dali train",
+                "pil decode", "pil stored", "pil train"]
+    assert list(stages) == ["images"] and list(stages["images"]) == expected
+    assert all(value > 0 for value in stages["images"].values())
+    assert "CPU ms per image, images" in output and all(key in output for key in expected)
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -136,6 +152,7 @@ def test_two_roots_share_one_list(tree: tuple[Path, Path], tmp_path: Path) -> No
         (["--modes", "pipeline,speed"], "--modes: unknown speed"),
         (["--hw-decoder-load", "0.5"], "GPU decoder only"),
         (["--compile", "fast"], "--compile: unknown fast"),
+        (["--stages", "--device", "gpu"], "use it with --device cpu"),
     ],
 )
 def test_user_errors_end_in_one_line(tree: tuple[Path, Path], args: list[str], words: str) -> None:

@@ -35,6 +35,7 @@ from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from tools.bench_modes import (Timing, endless, make_train_step, median_timing, synthetic_batch, time_end_to_end,
                                time_model, time_pipeline)
+from tools.bench_stages import format_stages
 from tools.bench_report import MODES, draw_chart, format_table, load_average, machine_info, row_result, utc_now
 
 # The default training configuration (§5): the paper's net, 1000 classes.
@@ -234,6 +235,15 @@ def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dic
     return report
 
 
+def run_stages(options: BenchOptions) -> dict[str, dict[str, float]]:
+    """tools.bench_stages' CPU-time profile of each data set, at the first thread count and batch size."""
+    from tools.bench_stages import profile_stages
+
+    point = {"threads": options.threads[0], "batch_size": options.batch_sizes[0], "hw_decoder_load": None}
+    return {dataset.name: profile_stages(data_config(options, dataset, point, "dali"), options.steps, options.warmup)
+            for dataset in options.datasets}
+
+
 def config_json(options: BenchOptions) -> dict[str, Any]:
     """The options as plain JSON values."""
     config = dataclasses.asdict(options)
@@ -263,15 +273,19 @@ def _default_threads() -> str:
               help="Run each measurement this many times and report the median (for a busy machine).")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Which measurements, comma-separated.")
 @click.option("--arch", type=click.Choice(["alexnet", "alexnet_owt"]), default=ARCH, show_default=True)
+@click.option("--stages", is_flag=True,
+              help="Also profile CPU ms per image stage by stage (decode, resize, crop; DALI and PIL), CPU only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results here.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), help="Draw the bar chart here.")
 @user_errors
 def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load, amp, channels_last,
-         compile_mode, steps, warmup, repeat, modes, arch, json_path, png_path) -> None:
+         compile_mode, steps, warmup, repeat, modes, arch, stages, json_path, png_path) -> None:
     """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")
     if compile_mode is not None:
         _choices((compile_mode,), COMPILE_MODES, "--compile")
+    if stages and device != "cpu":
+        raise InputError("--stages profiles the CPU graph stage by stage; use it with --device cpu")
     if hw_decoder_load is not None and device != "gpu":
         raise InputError("--hw-decoder-load applies to the GPU decoder only; drop it or use --device gpu")
     options = BenchOptions(
@@ -285,6 +299,10 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
     )
     report = run_bench(options)
     click.echo(format_table(report["results"]))
+    if stages:
+        report["stages"] = run_stages(options)
+        for name, result in report["stages"].items():
+            click.echo(format_stages(name, result))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
