@@ -1,7 +1,8 @@
 """Real training runs of the paper's AlexNet on tiny generated JPEGs (CPU, DALI's CPU graph):
 resuming after a clean stop, SIGTERM and kill -9 all reach exactly the weights of an uninterrupted run.
 
-Every run here is 2 epochs x 2 steps of 4 images; the reference run is shared by the whole module.
+Every run here is 2 epochs x 2 steps of 4 images, each in a fresh process; the reference run is shared
+by the whole module.
 """
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from model.run_log import METRIC_KEYS
-from model.train import main
 from tests.conftest import CLASSES, write_image_tree
 
 RUN_TIMEOUT = 600  # seconds; a hung run fails the test instead of hanging the suite
@@ -47,10 +46,19 @@ def args(dataset, out: Path, *extra: str) -> list[str]:
             "--seed", "3", "--workers", "2", "-p", "1", "--lr", "0.001", *extra]
 
 
-def run_in_process(arguments: list[str]) -> str:
-    result = CliRunner().invoke(main, arguments)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_fresh(arguments: list[str]) -> str:
+    """A whole run in a fresh Python process, like every run it is compared with.
+
+    (CPU kernels are deterministic for a given process state, but a run inside this long-lived pytest
+    process, after other tests, can differ from a fresh process in the last bits.)
+    """
+    result = subprocess.run([sys.executable, "-m", "model.train", *arguments], capture_output=True, text=True,
+                            cwd=REPO, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -66,7 +74,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 @pytest.fixture(scope="module")
 def reference(dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference")
-    run_in_process(args(dataset, out))
+    run_fresh(args(dataset, out))
     return out
 
 
@@ -85,9 +93,9 @@ def test_uninterrupted_run_writes_metrics_and_checkpoints(reference):
 
 def test_resume_at_an_epoch_boundary_gives_the_same_weights(dataset, reference, tmp_path):
     out = tmp_path / "boundary"
-    run_in_process(args(dataset, out, "--max-steps", "2"))  # stops after epoch 0
+    run_fresh(args(dataset, out, "--max-steps", "2"))  # stops after epoch 0
     assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["epoch"] == 1
-    run_in_process(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
+    run_fresh(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
     assert_same_weights(final_weights(out), final_weights(reference))
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
@@ -95,8 +103,7 @@ def test_resume_at_an_epoch_boundary_gives_the_same_weights(dataset, reference, 
 
 def start(dataset, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "model.train", *args(dataset, out, *extra)]
-    return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def wait_for_line(process: subprocess.Popen, text: str) -> list[str]:
@@ -122,7 +129,7 @@ def test_kill_9_mid_epoch_then_resume_reaches_the_same_weights(dataset, referenc
     assert process.returncode == -signal.SIGKILL
     survived = torch.load(out / "checkpoint.pth.tar", weights_only=True)  # never torn
     assert (survived["epoch"], survived["epoch_step"]) in ((1, 0), (1, 1))
-    run_in_process(args(dataset, out, "--resume", str(out)))
+    run_fresh(args(dataset, out, "--resume", str(out)))
     assert_same_weights(final_weights(out), final_weights(reference))
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # the torn temp file was cleaned up
 
@@ -144,12 +151,12 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_0(dataset, reference, t
     assert (stopped["epoch"], stopped["epoch_step"], stopped["step"]) == (0, int(match.group(1)), int(match.group(1)))
     metrics = out / "metrics.jsonl"
     assert not metrics.exists() or not metrics.read_text()  # stopped before validating: no epoch line yet
-    run_in_process(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
+    run_fresh(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
     assert_same_weights(final_weights(out), final_weights(reference))
 
 
 def test_evaluate_prints_top1_and_top5_error(dataset, reference):
-    output = run_in_process(args(dataset, reference, "-e", "--resume", str(reference / "model_best.pth.tar"),
+    output = run_fresh(args(dataset, reference, "-e", "--resume", str(reference / "model_best.pth.tar"),
                                  "--ten-crop"))
     lines = [line for line in output.splitlines() if "top-1 error" in line]
     assert len(lines) == 2 and "(centre, 3 images)" in lines[0] and "(10-crop, 3 images)" in lines[1]
