@@ -19,14 +19,12 @@ images against prepare's 256-resized copy. Warm-up batches are never timed.
 """
 from __future__ import annotations
 
-import dataclasses
 import gc
 import itertools
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import click
 import torch
@@ -35,81 +33,10 @@ from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from tools.bench_modes import (Timing, endless, make_train_step, median_timing, synthetic_batch, time_end_to_end,
                                time_model, time_pipeline)
-from tools.bench_stages import format_stages
+from tools.bench_options import (AMP_CHOICES, ARCH, COMPILE_MODES, NUM_CLASSES, BenchOptions, Dataset, choices,
+                                 config_json, default_threads, hw_loads, positive, resolve_datasets, split_values)
 from tools.bench_report import MODES, draw_chart, format_table, load_average, machine_info, row_result, utc_now
-
-# The default training configuration (§5): the paper's net, 1000 classes.
-ARCH, NUM_CLASSES = "alexnet", 1000
-AMP_CHOICES = ("off", "bf16")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """One data set to time: images under `root`, listed (relative to root) in `train_list`."""
-
-    name: str
-    root: Path
-    train_list: Path
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchOptions:
-    """Everything one bench run sweeps over and keeps fixed."""
-
-    datasets: tuple[Dataset, ...]
-    device: str
-    threads: tuple[int, ...]
-    batch_sizes: tuple[int, ...]
-    hw_decoder_loads: tuple[float | None, ...]
-    amps: tuple[str, ...]
-    channels_last: bool
-    compile_mode: str | None
-    steps: int
-    warmup: int
-    modes: tuple[str, ...]
-    arch: str = ARCH
-    repeat: int = 1
-
-
-def split_values(text: str, kind: Callable[[str], Any], flag: str) -> tuple:
-    """`"1,2,4"` -> (1, 2, 4); an InputError naming the flag if a value does not parse."""
-    try:
-        values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"{flag} {text!r}: expected comma-separated values, e.g. {flag} 1,2,4") from None
-    if not values:
-        raise InputError(f"{flag} is empty; give at least one value")
-    return values
-
-
-def resolve_datasets(roots: Sequence[Path], lists_dirs: Sequence[Path], lists: Sequence[Path]) -> tuple[Dataset, ...]:
-    """Pair each --root with its train list (--lists DIR means DIR/train.txt); one list serves every root.
-
-    Raises:
-        InputError: no root, a missing folder or list, or list and root counts that do not pair up.
-    """
-    train_lists = [Path(d) / "train.txt" for d in lists_dirs] + [Path(p) for p in lists]
-    if not roots:
-        raise InputError("no --root given: point --root at an image folder and --lists at prepare's output")
-    if not train_lists:
-        raise InputError("no --lists DIR (prepare's output, with train.txt) or --list FILE given")
-    if len(train_lists) not in (1, len(roots)):
-        raise InputError(f"{len(roots)} --root but {len(train_lists)} lists: give one list, or one per root")
-    if len(train_lists) == 1:
-        train_lists = train_lists * len(roots)
-    names = [Path(root).name or str(root) for root in roots]
-    if len(set(names)) < len(names):
-        names = [f"{i}:{name}" for i, name in enumerate(names)]
-    datasets = []
-    for name, root, train_list in zip(names, roots, train_lists):
-        if not Path(root).is_dir():
-            raise InputError(f"{root}: no such image folder (--root)")
-        if not train_list.is_file():
-            raise InputError(f"{train_list}: no such file list; write one with `imagenet-tools prepare ROOT --out DIR`")
-        datasets.append(Dataset(name, Path(root), train_list))
-    return tuple(datasets)
-
+from tools.bench_stages import format_stages, profile_stages
 
 def torch_device(device: str) -> torch.device:
     """"cpu" or "gpu" -> the torch device the model runs on (checks that CUDA is there for "gpu")."""
@@ -237,22 +164,9 @@ def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dic
 
 def run_stages(options: BenchOptions) -> dict[str, dict[str, float]]:
     """tools.bench_stages' CPU-time profile of each data set, at the first thread count and batch size."""
-    from tools.bench_stages import profile_stages
-
     point = {"threads": options.threads[0], "batch_size": options.batch_sizes[0], "hw_decoder_load": None}
     return {dataset.name: profile_stages(data_config(options, dataset, point, "dali"), options.steps, options.warmup)
             for dataset in options.datasets}
-
-
-def config_json(options: BenchOptions) -> dict[str, Any]:
-    """The options as plain JSON values."""
-    config = dataclasses.asdict(options)
-    config["datasets"] = [{"name": d.name, "root": str(d.root), "list": str(d.train_list)} for d in options.datasets]
-    return config
-
-
-def _default_threads() -> str:
-    return str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @click.command("bench")
@@ -260,7 +174,7 @@ def _default_threads() -> str:
 @click.option("--lists", "lists_dirs", multiple=True, type=click.Path(path_type=Path), help="prepare's output folder (uses its train.txt).")
 @click.option("--list", "lists", multiple=True, type=click.Path(path_type=Path), help="A file list instead of --lists.")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None, help="Default: gpu if CUDA is available.")
-@click.option("--threads", default=_default_threads, show_default="usable CPUs", help="DALI threads = DataLoader workers, comma-separated to sweep.")
+@click.option("--threads", default=default_threads, show_default="usable CPUs", help="DALI threads = DataLoader workers, comma-separated to sweep.")
 @click.option("--batch-size", default="128", show_default=True, help="Comma-separated to sweep.")
 @click.option("--hw-decoder-load", default=None, help="GPU only: share of JPEGs for the hardware decoder, comma-separated to sweep.")
 @click.option("--amp", default="off", show_default=True, help="off or bf16, comma-separated to sweep.")
@@ -283,19 +197,19 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
     """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")
     if compile_mode is not None:
-        _choices((compile_mode,), COMPILE_MODES, "--compile")
+        choices((compile_mode,), COMPILE_MODES, "--compile")
     if stages and device != "cpu":
         raise InputError("--stages profiles the CPU graph stage by stage; use it with --device cpu")
     if hw_decoder_load is not None and device != "gpu":
         raise InputError("--hw-decoder-load applies to the GPU decoder only; drop it or use --device gpu")
     options = BenchOptions(
         datasets=resolve_datasets(roots, lists_dirs, lists), device=device,
-        threads=_positive(split_values(threads, int, "--threads"), "--threads"),
-        batch_sizes=_positive(split_values(batch_size, int, "--batch-size"), "--batch-size"),
-        hw_decoder_loads=_hw_loads(hw_decoder_load, device),
-        amps=_choices(split_values(amp, str, "--amp"), AMP_CHOICES, "--amp"),
+        threads=positive(split_values(threads, int, "--threads"), "--threads"),
+        batch_sizes=positive(split_values(batch_size, int, "--batch-size"), "--batch-size"),
+        hw_decoder_loads=hw_loads(hw_decoder_load, device),
+        amps=choices(split_values(amp, str, "--amp"), AMP_CHOICES, "--amp"),
         channels_last=channels_last, compile_mode=compile_mode, steps=steps, warmup=warmup,
-        modes=_choices(split_values(modes, str, "--modes"), MODES, "--modes"), arch=arch, repeat=repeat,
+        modes=choices(split_values(modes, str, "--modes"), MODES, "--modes"), arch=arch, repeat=repeat,
     )
     report = run_bench(options)
     click.echo(format_table(report["results"]))
@@ -311,30 +225,6 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
         title = f"{report['machine']['gpu_name'] or report['machine']['cpu_model']} ({device}), {arch}"
         draw_chart(report["results"], png_path, title)
         click.echo(f"wrote {png_path}")
-
-
-def _positive(values: tuple, flag: str) -> tuple:
-    if any(value < 1 for value in values):
-        raise InputError(f"{flag}: every value must be at least 1, got {','.join(map(str, values))}")
-    return values
-
-
-def _hw_loads(text: str | None, device: str) -> tuple[float | None, ...]:
-    """--hw-decoder-load values; without the flag, DataConfig's default on a GPU (recorded in the JSON)
-    and None on the CPU, where no hardware decoder takes part."""
-    if text is None:
-        return (DataConfig.__dataclass_fields__["hw_decoder_load"].default,) if device == "gpu" else (None,)
-    values = split_values(text, float, "--hw-decoder-load")
-    if any(not 0.0 <= value <= 1.0 for value in values):
-        raise InputError(f"--hw-decoder-load: every value must lie in [0, 1], got {','.join(map(str, values))}")
-    return values
-
-
-def _choices(values: tuple, allowed: Sequence[str], flag: str) -> tuple:
-    unknown = [value for value in values if value not in allowed]
-    if unknown:
-        raise InputError(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
-    return values
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def _dali_probe(cfg: DataConfig, stage: str):
     """A built CPU pipeline that ends after `stage` (the toolkit's own graph for "train")."""
     from nvidia.dali import Pipeline, fn, types
 
+    # The graph's own reader and stored-image nodes, so each probe times exactly what the toolkit runs
+    # (private names: test_stage_profile_cpu fails if pipeline/graphs.py renames them).
     from pipeline.graphs import _decode_stored, _read, build_pipeline, split_entries
 
     if stage == "train":
