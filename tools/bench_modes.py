@@ -24,8 +24,10 @@ import torch
 from pipeline.constants import CROP_SIZE
 from pipeline.errors import InputError
 
-# A progress line at most this often (seconds), so a long CPU measurement shows that it is alive.
+# A progress line at most this often (seconds), so a long CPU measurement shows that it is alive:
+# rewritten in place on a terminal, a new line every PROGRESS_LOG_EVERY_S in a log file.
 PROGRESS_EVERY_S = 2.0
+PROGRESS_LOG_EVERY_S = 30.0
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 TrainStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -130,22 +132,22 @@ def make_train_step(model: torch.nn.Module, device: torch.device, amp: str, comp
 
 
 class _Progress:
-    """A stderr line `label: i/n batches, x images/s`, rewritten at most every PROGRESS_EVERY_S."""
+    """A stderr line `label: i/n batches, x images/s`: rewritten in place on a terminal, appended in a log."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total = label, total
         self.start = self.last = time.perf_counter()
+        self.tty = sys.stderr.isatty()
 
     def update(self, done: int, images: int) -> None:
         now = time.perf_counter()
-        if now - self.last >= PROGRESS_EVERY_S:
+        if now - self.last >= (PROGRESS_EVERY_S if self.tty else PROGRESS_LOG_EVERY_S):
             self.last = now
-            rate = images / max(now - self.start, 1e-9)
-            print(f"\r  {self.label}: {done}/{self.total} batches, {rate:,.1f} images/s", end="",
-                  file=sys.stderr, flush=True)
+            line = f"  {self.label}: {done}/{self.total} batches, {images / max(now - self.start, 1e-9):,.1f} images/s"
+            print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.last != self.start:
+        if self.tty and self.last != self.start:
             print(file=sys.stderr)
 
 
