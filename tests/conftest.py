@@ -16,7 +16,7 @@ CLASSES = ("n01440764", "n02102040", "n02979186")
 
 
 def textured_image(rng: np.random.Generator, width: int, height: int, class_index: int) -> Image.Image:
-    """A photo-like RGB image: smooth colour gradients plus noise, tinted by class."""
+    """A photo-like RGB image: colour waves whose frequencies depend on the class, plus noise."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack(
         [
