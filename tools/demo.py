@@ -12,6 +12,7 @@ docs/demo.md explains the recipe and shows a real run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -26,8 +27,8 @@ from pipeline.errors import InputError, user_errors
 # The demo's recipe (docs/demo.md has the measurements behind it). The network is the paper's `alexnet`
 # with its initialisation; what is short is the schedule.
 DEMO_RECIPE = {
-    "classes": 10, "train_per_class": 60, "val_per_class": 10, "epochs": 6, "batch_size": 32, "lr": 0.01,
-    "momentum": 0.9, "normalize": "mean", "bias_one": 0.1, "schedule": "step", "step_size": 4,
+    "classes": 10, "train_per_class": 60, "val_per_class": 10, "epochs": 6, "batch_size": 16, "lr": 0.02,
+    "momentum": 0.9, "normalize": "mean", "bias_one": 0.1, "schedule": "step", "step_size": 8,
 }
 EVAL_LINE = re.compile(r"\((centre|10-crop), (\d+) images\): loss ([\d.]+)\s+top-1 error ([\d.]+) %\s+"
                        r"top-5 error ([\d.]+) %")
@@ -45,7 +46,10 @@ class Stages:
         click.echo(f"\n== {name}: {shown}", err=True)
         self.log.write(f"\n== {name}: {shlex.join(argv)}\n")
         start = time.monotonic()
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                   env=env)
         lines = []
         for line in process.stdout:  # stream: training prints progress as it goes
             sys.stderr.write(line)
