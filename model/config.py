@@ -83,6 +83,7 @@ class RunConfig:
         evaluate: evaluate `resume` on the validation list and exit.
         ten_crop: also report 10-crop validation error (§6).
         bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 at init (paper 1.0).
+        init: "paper" (§5: N(0, 0.01), constant biases) or "kaiming" (model/alexnet.py INITS).
         parallel: "none", "towers" or "ddp" (model/parallel.py).
         gpus: the two towers' devices for parallel="towers".
     """
@@ -102,6 +103,7 @@ class RunConfig:
     evaluate: bool = False
     ten_crop: bool = False
     bias_one: float = 1.0
+    init: Literal["paper", "kaiming"] = "paper"
     parallel: Literal["none", "towers", "ddp"] = "none"
     gpus: tuple[str, ...] | None = None
 

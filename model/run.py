@@ -89,7 +89,7 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
                                          for_resume=not run.evaluate)
         arch = run.arch or (checkpoint["arch"] if checkpoint else "alexnet")
         torch.manual_seed(run.seed)  # the initial weights depend on the seed only
-        model = build_model(arch, num_classes, run.bias_one)
+        model = build_model(arch, num_classes, run.bias_one, run.init)
         if checkpoint is not None:
             try:
                 model.load_state_dict(checkpoint["state_dict"])

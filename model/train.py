@@ -50,6 +50,7 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
         seed=options["seed"], print_freq=options["print_freq"], max_steps=options["max_steps"],
         checkpoint_every=options["checkpoint_every"], resume=Path(options["resume"]) if options["resume"] else None,
         evaluate=options["evaluate"], ten_crop=options["ten_crop"], bias_one=options["bias_one"],
+        init=options["init"],
         parallel=options["parallel"], gpus=gpus,
     )
     if run.evaluate and run.resume is None:
@@ -105,6 +106,8 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--channels-last", is_flag=True, help="NHWC model and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--bias-one", type=float, default=1.0, help="Init bias of conv2/4/5, fc6/7 (paper 1; Caffe used 0.1).")
+@click.option("--init", type=click.Choice(["paper", "kaiming"]), default="paper", show_default=True,
+              help="paper: N(0, 0.01) weights (§5); kaiming: He init, biases 0 (faster start; use --normalize meanstd).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/alexnet", help="Run folder.")
 @click.option("--max-steps", type=INT_1, default=None, help="Stop after this many steps in total (short runs).")
 @click.option("--checkpoint-every", type=INT_1, default=None, help="Also checkpoint every N steps mid-epoch.")

@@ -111,3 +111,24 @@ def test_sgd_step_is_the_papers_update_rule():
         ulps = 4 * np.spacing(np.abs(initial[name]).astype(np.float32)).astype(np.float64)
         tolerance = 1e-3 * np.abs(expected) + 1e-4 * np.abs(expected).max() + ulps
         assert np.all(np.abs(got - expected) <= tolerance), name
+
+
+def test_kaiming_init_statistics():
+    """--init kaiming: N(0, 2 / fan_in) for conv1..fc7 (fan_in = in/groups x kernel area), fc8 N(0, 0.01), biases 0."""
+    import math
+
+    torch.manual_seed(0)
+    net = build_model("alexnet", 10, init="kaiming")
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        layer = getattr(net, name)
+        weight = layer.weight.detach().double()
+        fan_in = weight[0].numel()
+        expected = 0.01 if name == "fc8" else math.sqrt(2.0 / fan_in)
+        assert abs(weight.std().item() / expected - 1) < 0.05, name
+        assert abs(weight.mean().item()) < 0.05 * expected, name
+        assert torch.count_nonzero(layer.bias) == 0, name
+
+
+def test_unknown_init_is_refused():
+    with pytest.raises(ValueError, match="unknown init"):
+        build_model("alexnet", 10, init="xavier")
