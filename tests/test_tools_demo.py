@@ -24,9 +24,9 @@ def test_parse_evaluation_reads_both_views():
 def test_training_args_carry_the_recipe():
     args = demo.training_args(demo.DEMO_RECIPE, "R", "L", "p.json", "run", "cpu", 2, max_steps=3)
     pairs = {flag: args[args.index(flag) + 1] for flag in
-             ("-a", "--device", "--max-steps", "--lr", "--bias-one", "--normalize")}
+             ("-a", "--device", "--max-steps", "--lr", "--init", "--normalize")}
     assert pairs["-a"] == "alexnet" and pairs["--device"] == "cpu" and pairs["--max-steps"] == "3"
-    assert pairs["--lr"] == str(demo.DEMO_RECIPE["lr"]) and pairs["--bias-one"] == str(demo.DEMO_RECIPE["bias_one"])
+    assert pairs["--lr"] == str(demo.DEMO_RECIPE["lr"]) and pairs["--init"] == demo.DEMO_RECIPE["init"]
     assert pairs["--normalize"] == demo.DEMO_RECIPE["normalize"] and "--dali" in args
 
 

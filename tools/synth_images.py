@@ -41,6 +41,8 @@ DEMO_CLASSES = (
 # within the demo's few thousand training steps (docs/demo.md).
 DEMO_RADIUS = (0.32, 0.47)
 DEMO_BACKGROUND_CONTRAST = 0.35
+# Spread of a class's typical hue (in turns; neighbouring classes lie 0.1 apart).
+DEMO_HUE_JITTER = 0.025
 # Pattern period relative to the object (times a random 0.18-0.28 x radius): the classes differ in scale too.
 PATTERN_SCALE = {"hstripes": 1.0, "checker": 0.6, "dots": 1.0, "vstripes": 1.5, "rings": 0.8, "grid": 1.3,
                  "diagonal": 0.7, "noise": 1.0, "solid": 1.0}
@@ -159,6 +161,17 @@ def fill_pattern(pattern: str, rng: np.random.Generator, u: np.ndarray, v: np.nd
     raise ValueError(f"unknown pattern {pattern!r}")
 
 
+def class_colour(rng: np.random.Generator, class_index: int) -> np.ndarray:
+    """The pattern's main colour: a hue typical of the class (class_index / 10 turns of the colour wheel,
+    jittered by N(0, DEMO_HUE_JITTER)), random saturation and brightness. Neighbouring classes' hues
+    overlap, grayscale images lose the cue entirely, and the other colour of the pattern is random: colour
+    helps the short demo training get going, shape and pattern are needed to finish it."""
+    hue = (class_index / len(DEMO_CLASSES) + rng.normal(0, DEMO_HUE_JITTER)) % 1.0
+    saturation, value = rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)
+    rgb = Image.new("HSV", (1, 1), (int(hue * 255), int(saturation * 255), int(value * 255))).convert("RGB")
+    return np.array(rgb.getpixel((0, 0)), dtype=np.float32)
+
+
 def demo_image(rng: np.random.Generator, class_index: int, grayscale: bool = False) -> Image.Image:
     """One demo image of class `class_index`: its shape and pattern, random everything else.
 
@@ -185,10 +198,11 @@ def demo_image(rng: np.random.Generator, class_index: int, grayscale: bool = Fal
     mask = shape_mask(shape, u, v, radius)
     # Pattern coordinates are not rotated with the object so stripes keep their direction (a cue).
     fill = fill_pattern(pattern, rng, dx, dy, radius)
-    fore, back = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    fore = class_colour(rng, class_index)
+    back = rng.uniform(0, 255, size=3).astype(np.float32)
     # Keep the two pattern colours apart so the pattern stays visible after JPEG and lighting.
     while np.abs(fore - back).sum() < 180:
-        fore, back = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        back = rng.uniform(0, 255, size=3).astype(np.float32)
     colour = back + (fore - back) * fill[..., None]
     shading = 1.0 + 0.15 * (u / radius)[..., None]
     image = np.where(mask[..., None], colour * shading, image)
