@@ -81,8 +81,10 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
     ctx = parallel.init_parallel(run.parallel, run.device, run.gpus)
     try:
         on_gpu = ctx.device.type == "cuda"
-        data = replace(data, device="gpu" if on_gpu else "cpu", device_id=ctx.device_id)
         num_classes = len(read_class_table(run.classes)) if run.classes else 1000
+        # Labels are checked against the class table when the lists are read: a label >= num_classes
+        # would otherwise surface as an indexing error deep inside the loss.
+        data = replace(data, device="gpu" if on_gpu else "cpu", device_id=ctx.device_id, num_classes=num_classes)
         checkpoint = None
         if run.resume is not None:
             checkpoint = load_checkpoint(run.resume, arch=run.arch, num_classes=num_classes,

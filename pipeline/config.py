@@ -31,6 +31,7 @@ class DataConfig:
         hw_decoder_load: share of JPEG decoding sent to the A100/H100 hardware decoder (mixed decoder).
         device_memory_padding, host_memory_padding: nvJPEG buffer growth steps in bytes.
         preallocate_width_hint, preallocate_height_hint: expected image size for nvJPEG's buffers.
+        num_classes: when given, every label of the lists must lie in [0, num_classes).
     """
 
     root: Path
@@ -55,3 +56,4 @@ class DataConfig:
     host_memory_padding: int = 140544512
     preallocate_width_hint: int = 0
     preallocate_height_hint: int = 0
+    num_classes: int | None = None

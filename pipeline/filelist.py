@@ -29,12 +29,13 @@ def read_file_list(list_path: Path, num_classes: int | None = None) -> list[tupl
 
     Raises:
         InputError: missing file, a line without a label, a label that is not a non-negative
-            integer or is out of range; the message names the file and line.
+            integer or is out of range, a path listed twice; the message names the file and line.
     """
     list_path = Path(list_path)
     if not list_path.is_file():
         raise InputError(f"{list_path}: no such file list; write one with `imagenet-tools prepare ROOT --out DIR`")
     entries: list[tuple[str, int]] = []
+    first_line: dict[str, int] = {}
     with open(list_path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\n").rstrip("\r")
@@ -51,6 +52,11 @@ def read_file_list(list_path: Path, num_classes: int | None = None) -> list[tupl
             if label < 0 or (num_classes is not None and label >= num_classes):
                 bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
                 raise InputError(f"{where}: label {label} is out of range {bound}")
+            # prepare never lists a file twice; a repeated line would silently weigh that image double
+            if relpath in first_line:
+                raise InputError(f"{where}: {relpath!r} is listed again (first at line {first_line[relpath]}); "
+                                 "remove the duplicate or rerun `imagenet-tools prepare`")
+            first_line[relpath] = number
             entries.append((relpath, label))
     if not entries:
         raise InputError(f"{list_path}: the file list is empty")

@@ -51,7 +51,7 @@ def split_entries(cfg: DataConfig, split: Split) -> list[tuple[str, int]]:
     if list_path is None:
         which = "train_list" if split == "train" else "val_list"
         raise InputError(f"no {which} given for the {split} split; write the lists with `imagenet-tools prepare`")
-    return read_file_list(list_path)
+    return read_file_list(list_path, cfg.num_classes)
 
 
 def pipeline_seed(seed: int, shard_id: int) -> int:
