@@ -59,7 +59,7 @@ def pipeline_seed(seed: int, shard_id: int) -> int:
     return (seed * 1_000_003 + shard_id) % (2**31 - 1)
 
 
-def _read(cfg: DataConfig, entries: Sequence[tuple[str, int]], shuffle: bool, shard_id: int, num_shards: int):
+def read_files(cfg: DataConfig, entries: Sequence[tuple[str, int]], shuffle: bool, shard_id: int, num_shards: int):
     """File reader. Training reshuffles the whole list every epoch (a global permutation shared by all
     shards, seeded by cfg.seed); DALI's random_shuffle only shuffles inside a small buffer, which on a
     class-sorted ImageNet list would give batches of one or two classes."""
@@ -74,7 +74,7 @@ def _read(cfg: DataConfig, entries: Sequence[tuple[str, int]], shuffle: bool, sh
     )
 
 
-def _decode_stored(cfg: DataConfig, jpegs):
+def decode_stored(cfg: DataConfig, jpegs):
     """Decode to RGB, resize the shorter side to 256 (antialiased), crop the centre 256x256 (§2)."""
     from nvidia.dali import fn, types
 
@@ -170,8 +170,8 @@ def build_pipeline(
         seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
     )
     with pipe:
-        jpegs, labels = _read(cfg, entries, shuffle, shard_id, num_shards)
-        stored = _decode_stored(cfg, jpegs)
+        jpegs, labels = read_files(cfg, entries, shuffle, shard_id, num_shards)
+        stored = decode_stored(cfg, jpegs)
         if split == "train":
             nodes = _train(cfg, stored, stats, expose)
         elif split == "val":

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from tools.bench_modes import Timing
+from tools.plotting import save_figure
 
 # The five measurements, in the order they run and are shown. "pipeline"/"e2e" use the DALI loader,
 # "pil-*" the PyTorch DataLoader + PIL baseline with the same number of workers.
@@ -169,7 +170,4 @@ def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     axes.set_ylabel("images / s")
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)

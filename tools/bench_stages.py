@@ -34,7 +34,7 @@ def _dali_probe(cfg: DataConfig, stage: str):
 
     # The graph's own reader and stored-image nodes, so each probe times exactly what the toolkit runs
     # (private names: test_stage_profile_cpu fails if pipeline/graphs.py renames them).
-    from pipeline.graphs import _decode_stored, _read, build_pipeline, split_entries
+    from pipeline.graphs import decode_stored, read_files, build_pipeline, split_entries
 
     if stage == "train":
         pipe, _ = build_pipeline(cfg, "train")
@@ -43,11 +43,11 @@ def _dali_probe(cfg: DataConfig, stage: str):
     entries = split_entries(cfg, "train")
     pipe = Pipeline(batch_size=cfg.batch_size, num_threads=cfg.num_threads, device_id=None, seed=cfg.seed)
     with pipe:
-        jpegs, _ = _read(cfg, entries, True, 0, 1)
+        jpegs, _ = read_files(cfg, entries, True, 0, 1)
         if stage == "read":
             out = jpegs
         elif stage == "stored":
-            out = _decode_stored(cfg, jpegs)
+            out = decode_stored(cfg, jpegs)
         else:
             out = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
             if stage == "resize":

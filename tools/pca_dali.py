@@ -39,14 +39,14 @@ def build_pipeline(device: str, batch_size: int, num_threads: int, device_id: in
     from nvidia.dali import fn, pipeline_def, types
 
     # The training graph's own preprocessing (pipeline/graphs.py), so PCA sees what training sees.
-    from pipeline.graphs import _decode_stored
+    from pipeline.graphs import decode_stored
 
     cfg = DataConfig(root=Path("."), device=device, device_id=device_id, num_threads=num_threads)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
     def graph():
         jpegs = fn.external_source(name="jpegs", dtype=types.UINT8, device="cpu")
-        return _decode_stored(cfg, jpegs)
+        return decode_stored(cfg, jpegs)
 
     pipe = graph()
     pipe.build()

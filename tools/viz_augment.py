@@ -22,6 +22,7 @@ from pipeline.constants import CROP_SIZE  # noqa: E402
 from pipeline.filelist import read_file_list  # noqa: E402
 from pipeline.graphs import as_numpy, build_pipeline  # noqa: E402
 from tools.viz_neighbours import pick  # noqa: E402
+from tools.plotting import save_figure
 
 
 def training_samples(root: Path, entries: list[tuple[str, int]], samples: int, pca: Path | None,
@@ -77,8 +78,4 @@ def draw_augmentations(root: Path, lists: Path, out_png: Path, pca: Path | None 
             ax.set_xticks([])
             ax.set_yticks([])
     figure.suptitle("training samples from the DALI training graph (before normalisation)", fontsize=9)
-    figure.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=90)
-    plt.close(figure)
-    return Path(out_png)
+    return save_figure(figure, out_png, dpi=90)

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: no display on a training machine
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.errors import InputError  # noqa: E402
+from tools.plotting import save_figure
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -92,8 +93,4 @@ def draw_curves(metrics: Path, out_png: Path) -> Path:
     if lr_drops(records):
         error_axes.text(0.01, 0.01, "dashed: learning rate / 10", transform=error_axes.transAxes, fontsize=8)
     error_axes.set_ylim(bottom=0)
-    figure.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
-    return Path(out_png)
+    return save_figure(figure, out_png, dpi=100)

@@ -22,6 +22,7 @@ from pipeline.errors import InputError  # noqa: E402
 from pipeline.filelist import read_class_table, read_file_list  # noqa: E402
 from pipeline.lighting import colour_stats  # noqa: E402
 from pipeline.pil_loader import crop_anchor, stored_image  # noqa: E402
+from tools.plotting import save_figure
 
 NEIGHBOURS = 6
 
@@ -130,8 +131,4 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
             mark = "" if column == 0 else (" ✓" if cls == label else " ✗")
             ax.set_title(f"{names.get(cls, cls)}{mark}"[:22], fontsize=7)
     figure.suptitle("validation image (red) and its 6 nearest training images in fc7 space", fontsize=9)
-    figure.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=90)
-    plt.close(figure)
-    return Path(out_png)
+    return save_figure(figure, out_png, dpi=90)
