@@ -7,49 +7,20 @@ a flip with p = 0.5, PCA lighting, normalisation (train); the centre 224 (val); 
 """
 from __future__ import annotations
 
-import math
-import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import DataConfig
-from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE
+from pipeline.constants import FLIP_PROBABILITY, STORED_SIZE
 from pipeline.errors import InputError
 from pipeline.graphs import TEN_CROP_POSITIONS, shard_bounds, split_entries
 from pipeline.lighting import ColourStats, colour_stats, lighting_offset
+from pipeline.pil_image import crop_anchor, stored_image
+from pipeline.processes import worker_start_method
 from pipeline.loader import batches_per_epoch, images_per_epoch
-
-
-def crop_anchor(size: int, crop: int, position: float) -> int:
-    """Top-left pixel of a crop at normalised position, rounded half away from zero (as DALI does)."""
-    return int(math.floor(position * (size - crop) + 0.5))
-
-
-def stored_image(path: Path) -> np.ndarray:
-    """The paper's stored image: shorter side resized to 256 (antialiased bilinear), centre 256x256.
-
-    Returns:
-        uint8 (256, 256, 3) RGB.
-    """
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(
-            f"{path}: PIL could not read or decode this image ({error}); "
-            "find and drop bad files with `imagenet-tools prepare ROOT --out DIR --check decode`"
-        ) from None
-    width, height = image.size
-    scale = RESIZE_SHORTER / min(width, height)
-    size = (RESIZE_SHORTER, round(height * scale)) if width <= height else (round(width * scale), RESIZE_SHORTER)
-    pixels = np.asarray(image.resize(size, Image.BILINEAR))  # PIL widens the filter when shrinking
-    y0 = crop_anchor(pixels.shape[0], STORED_SIZE, 0.5)
-    x0 = crop_anchor(pixels.shape[1], STORED_SIZE, 0.5)
-    return pixels[y0 : y0 + STORED_SIZE, x0 : x0 + STORED_SIZE]
 
 
 def augment(stored: np.ndarray, crop: int, x: int, y: int, flip: bool, offset: np.ndarray) -> np.ndarray:
@@ -126,15 +97,6 @@ class ShardSampler(torch.utils.data.Sampler):
             indices += self._slice(self.epoch + 1)
         self.epoch += 1
         return iter(indices[: len(self)])
-
-
-def worker_start_method() -> str:
-    """"fork" (fast, works from any script) unless this process already runs DALI or CUDA threads: a fork
-    copies the locks those threads hold, and a worker can then wait on one forever. Then "spawn", which
-    needs the usual `if __name__ == "__main__":` guard in the calling script."""
-    if "nvidia.dali.backend" in sys.modules or torch.cuda.is_initialized():
-        return "spawn"
-    return "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else "spawn"
 
 
 class PilLoader:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import HAS_CUDA, requires_cuda, write_image_tree
 from tools.compute_pca import main
-from tools.pca_stats import stored_pixels
+from pipeline.pil_image import stored_pixels
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

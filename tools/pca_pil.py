@@ -15,7 +15,8 @@ from typing import Callable, Iterator, Sequence
 from PIL import Image
 
 from pipeline.errors import InputError
-from tools.pca_stats import PixelMoments, moments_of, stored_pixels
+from pipeline.pil_image import stored_pixels
+from tools.pca_stats import PixelMoments, moments_of
 
 # (index in the file list, path relative to ROOT)
 Item = tuple[int, str]
@@ -35,7 +36,7 @@ IMAGE_ERRORS = (OSError, SyntaxError, ValueError, MemoryError, Image.Decompressi
 
 
 def image_moments(path: Path) -> PixelMoments:
-    """Moments of one image file after the paper's preprocessing (tools.pca_stats.stored_pixels)."""
+    """Moments of one image file after the paper's preprocessing (pipeline.pil_image.stored_pixels)."""
     with warnings.catch_warnings():
         # Large images warn before they would raise; the pixels are still used.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

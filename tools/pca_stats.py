@@ -7,13 +7,10 @@ those integers (Python ints, no overflow) and only then rounded to float64.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
-from pipeline.constants import RESIZE_SHORTER, STORED_SIZE
 
 # Pixels are stored as uint8; the statistics are for pixels in [0, 1] ("scale": "unit" in pca.json).
 MAX_LEVEL = 255
@@ -23,7 +20,7 @@ SIGN_EPSILON = 1e-9
 PREPROCESSING = (
     "PIL decode -> RGB (Image.convert); shorter side resized to 256 with PIL's antialiased bilinear filter "
     "(Image.BILINEAR; longer side round(long * 256 / short)), uint8; centre 256x256 crop at "
-    "floor((size - 256) / 2 + 0.5) (pipeline.pil_loader.stored_image, DALI's crop_pos 0.5); pixels / 255 "
+    "floor((size - 256) / 2 + 0.5) (pipeline.pil_image.stored_pixels, DALI's crop_pos 0.5); pixels / 255 "
     "as float64; pooled over all pixels of all images; population covariance (divide by N)"
 )
 
@@ -83,39 +80,6 @@ def moments_of(pixels: np.ndarray, n_images: int = 1) -> PixelMoments:
         sums=[int(v) for v in sums],
         products=[[int(v) for v in row] for row in products],
     )
-
-
-def resized_size(width: int, height: int, shorter: int = RESIZE_SHORTER) -> tuple[int, int]:
-    """(width, height) after resizing the shorter side to `shorter`, the longer one rounded to nearest."""
-    scale = shorter / min(width, height)
-    if width <= height:
-        return shorter, round(height * scale)
-    return round(width * scale), shorter
-
-
-def crop_anchor(size: int, crop: int) -> int:
-    """Top-left pixel of the centre crop, rounded half up as DALI's crop_pos_x=0.5 does."""
-    return int(math.floor(0.5 * (size - crop) + 0.5))
-
-
-def stored_pixels(image: Image.Image) -> np.ndarray:
-    """The paper's stored image (§2): shorter side -> 256 (antialiased bilinear), centre 256x256.
-
-    The same definition as pipeline.pil_loader.stored_image, repeated here so that worker processes do
-    not import torch (4 s each) through that module; tests check that both agree.
-
-    Args:
-        image: any PIL image (grayscale, CMYK, palette ... are converted to RGB first).
-
-    Returns:
-        uint8 (256, 256, 3) RGB.
-    """
-    rgb = image.convert("RGB")
-    width, height = resized_size(*rgb.size)
-    # PIL widens the bilinear filter when shrinking: this is its antialiased resize.
-    pixels = np.asarray(rgb.resize((width, height), Image.BILINEAR))
-    y0, x0 = crop_anchor(height, STORED_SIZE), crop_anchor(width, STORED_SIZE)
-    return pixels[y0 : y0 + STORED_SIZE, x0 : x0 + STORED_SIZE]
 
 
 def fix_signs(eigvec: np.ndarray) -> np.ndarray:

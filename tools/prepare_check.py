@@ -9,11 +9,13 @@ import os
 import shutil
 import sys
 import time
-from multiprocessing import Pool
+from multiprocessing import get_context
 from typing import Callable, Sequence
 
 from PIL import Image, ImageOps
 
+from pipeline.pil_image import resized_size
+from pipeline.processes import worker_start_method
 from tools.jpeg_header import read_header
 
 # A verdict is ("ok" | "fix" | "reject", reason, width, height).
@@ -84,13 +86,6 @@ def _decode_problem(path: str) -> str:
     except Exception as error:  # truncated data, bad Huffman tables, ...: anything that stops a decode
         return f"does not decode: {error}"
     return ""
-
-
-def resized_size(width: int, height: int, shorter: int) -> tuple[int, int]:
-    """The size with the shorter side equal to `shorter` and the aspect ratio kept (rounded)."""
-    if width <= height:
-        return shorter, max(1, round(height * shorter / width))
-    return max(1, round(width * shorter / height)), shorter
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -199,7 +194,7 @@ def run_parallel(func: Callable, items: Sequence, workers: int, label: str) -> l
     # Big chunks: a header check takes ~0.1 ms, so per-task pickling would dominate small ones.
     chunk = max(1, min(512, len(items) // (workers * 8)))
     results = []
-    with Pool(workers) as pool:
+    with get_context(worker_start_method()).Pool(workers) as pool:
         for result in pool.imap(func, items, chunksize=chunk):
             results.append(result)
             progress.update()

@@ -1,0 +1,17 @@
+"""How worker processes are started, for every process pool of the toolkit (PIL DataLoader, prepare)."""
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+
+def worker_start_method() -> str:
+    """"fork" (fast, works from any script) unless this process already runs DALI or CUDA threads: a fork
+    copies the locks those threads hold, and a worker can then wait on one forever (seen in the tests:
+    prepare's pool after a DALI pipeline in the same process). Then "spawn", which needs the usual
+    `if __name__ == "__main__":` guard in the calling script."""
+    torch = sys.modules.get("torch")
+    cuda_running = torch is not None and torch.cuda.is_initialized()
+    if "nvidia.dali.backend" in sys.modules or cuda_running:
+        return "spawn"
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
