@@ -54,6 +54,18 @@ def write_image_tree(
     return written
 
 
+def write_lists(root: Path, written: dict[str, list[Path]], lists: Path, classes: tuple[str, ...] = CLASSES) -> Path:
+    """train.txt / val.txt / classes.tsv for a `write_image_tree` tree, as prepare writes them (label = index of
+    the class folder in `classes`), computed here independently of `prepare`. Returns `lists`."""
+    lists.mkdir(parents=True, exist_ok=True)
+    for split, paths in written.items():
+        lines = "".join(f"{p.relative_to(root).as_posix()} {classes.index(p.parent.name)}\n" for p in paths)
+        (lists / f"{split}.txt").write_text(lines, encoding="utf-8")
+    (lists / "classes.tsv").write_text("".join(f"{i}\t{c}\tclass {i}\n" for i, c in enumerate(classes)),
+                                       encoding="utf-8")
+    return lists
+
+
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     """A 3-class ImageFolder tree: train/ with 6 images per class, val/ with 3."""

@@ -22,7 +22,7 @@ from model.alexnet import AlexNet
 from model.parallel import all_reduce_sum, cleanup, init_parallel, min_over_ranks, unwrap_state_dict, wrap_model
 from pipeline.errors import InputError
 from tests.conftest import CLASSES as CLASS_NAMES
-from tests.conftest import requires_cuda, write_image_tree
+from tests.conftest import requires_cuda, write_image_tree, write_lists
 
 CLASSES = 10
 WORLD = 2
@@ -179,16 +179,6 @@ def test_two_gloo_ranks_sharing_one_gpu_equal_one_process(tmp_path, monkeypatch)
 
 
 # --- end to end: torchrun -m model.train --parallel ddp on a generated tree --------------------------------
-def write_lists(root: Path, written: dict[str, list[Path]], lists: Path) -> Path:
-    """train.txt / val.txt / classes.tsv for a write_image_tree tree (class = index of the folder)."""
-    lists.mkdir(parents=True)
-    for split, paths in written.items():
-        lines = [f"{p.relative_to(root).as_posix()} {CLASS_NAMES.index(p.parent.name)}" for p in paths]
-        (lists / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    (lists / "classes.tsv").write_text("".join(f"{i}\t{w}\tclass {i}\n" for i, w in enumerate(CLASS_NAMES)))
-    return lists
-
-
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "model.train", *args]

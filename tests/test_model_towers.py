@@ -22,8 +22,7 @@ from model.parallel import (
 )
 from pipeline.errors import InputError
 from model.train import main as train_main
-from tests.conftest import requires_cuda, write_image_tree
-from tests.test_model_ddp import write_lists
+from tests.conftest import requires_cuda, write_image_tree, write_lists
 
 CLASSES = 10
 BATCH = 2

@@ -18,19 +18,9 @@ import pytest
 import torch
 
 from model.run_log import METRIC_KEYS
-from tests.conftest import CLASSES, write_image_tree
+from tests.conftest import write_image_tree, write_lists
 
 RUN_TIMEOUT = 600  # seconds; a hung run fails the test instead of hanging the suite
-
-
-def write_lists(root: Path, paths: dict[str, list[Path]], lists: Path) -> Path:
-    """train.txt / val.txt / classes.tsv as prepare writes them (labels = index in CLASSES)."""
-    lists.mkdir(parents=True, exist_ok=True)
-    for split, files in paths.items():
-        lines = "".join(f"{p.relative_to(root)} {CLASSES.index(p.parent.name)}\n" for p in files)
-        (lists / f"{split}.txt").write_text(lines)
-    (lists / "classes.tsv").write_text("".join(f"{i}\t{wnid}\tclass {i}\n" for i, wnid in enumerate(CLASSES)))
-    return lists
 
 
 @pytest.fixture(scope="module")

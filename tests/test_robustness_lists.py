@@ -9,20 +9,13 @@ from click.testing import CliRunner
 from model.train import main
 from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
-from tests.conftest import CLASSES, write_image_tree
+from tests.conftest import CLASSES, write_image_tree, write_lists
 
 
-def write_lists(tmp_path: Path) -> tuple[Path, Path]:
+def tree_and_lists(tmp_path: Path) -> tuple[Path, Path]:
     """A 3-class tree with train.txt, val.txt and classes.tsv written independently of `prepare`."""
     root = tmp_path / "tree"
-    written = write_image_tree(root, {"train": 2, "val": 1})
-    lists = tmp_path / "lists"
-    lists.mkdir()
-    for split, paths in written.items():
-        lines = [f"{p.relative_to(root).as_posix()} {CLASSES.index(p.parent.name)}" for p in paths]
-        (lists / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (lists / "classes.tsv").write_text("".join(f"{i}\t{c}\t{c}\n" for i, c in enumerate(CLASSES)), encoding="utf-8")
-    return root, lists
+    return root, write_lists(root, write_image_tree(root, {"train": 2, "val": 1}), tmp_path / "lists")
 
 
 BAD_LINES = {
@@ -36,7 +29,7 @@ BAD_LINES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_LINES))
 def test_bad_train_list_line_is_one_error_line(tmp_path: Path, case: str) -> None:
-    root, lists = write_lists(tmp_path)
+    root, lists = tree_and_lists(tmp_path)
     line, expected = BAD_LINES[case]
     train = lists / "train.txt"
     train.write_text(train.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
@@ -50,7 +43,7 @@ def test_bad_train_list_line_is_one_error_line(tmp_path: Path, case: str) -> Non
 
 
 def test_missing_image_in_a_list_names_it(tmp_path: Path) -> None:
-    root, lists = write_lists(tmp_path)
+    root, lists = tree_and_lists(tmp_path)
     missing = root / "train" / CLASSES[0] / f"{CLASSES[0]}_0.JPEG"
     missing.unlink()
     result = CliRunner().invoke(main, ["--root", str(root), "--lists", str(lists), "--out", str(tmp_path / "run"),
