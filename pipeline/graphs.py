@@ -75,7 +75,11 @@ def read_files(cfg: DataConfig, entries: Sequence[tuple[str, int]], shuffle: boo
 
 
 def decode_stored(cfg: DataConfig, jpegs):
-    """Decode to RGB, resize the shorter side to 256 (antialiased), crop the centre 256x256 (§2)."""
+    """Decode to RGB, resize the shorter side to 256 (antialiased), crop the centre 256x256 (§2).
+
+    Uses a per-sample `if`: call it inside a pipeline built with `enable_conditionals=True`
+    (`conditional_pipeline`).
+    """
     from nvidia.dali import fn, types
 
     if cfg.device == "gpu":
@@ -87,9 +91,33 @@ def decode_stored(cfg: DataConfig, jpegs):
         )
     else:
         images = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
-    images = fn.resize(images, resize_shorter=RESIZE_SHORTER, antialias=True, interp_type=types.INTERP_LINEAR)
+    # Files from `prepare --resize 256` already have a shorter side of 256. DALI's resize at scale 1 returns
+    # the same pixels (tests/test_pipeline_graphs.py checks it) but costs more CPU than the decode itself
+    # (docs/BENCHMARKS.md), so such samples skip it; the others are resized as the paper says.
+    if shorter_side(jpegs) != RESIZE_SHORTER:
+        images = fn.resize(images, resize_shorter=RESIZE_SHORTER, antialias=True, interp_type=types.INTERP_LINEAR)
     # crop_pos 0.5 with DALI's rounding (half away from zero): x0 = round((W - 256) / 2).
     return fn.crop(images, crop=(STORED_SIZE, STORED_SIZE))
+
+
+def shorter_side(jpegs):
+    """The shorter side in pixels of each encoded image, read from its header (a CPU scalar per sample)."""
+    from nvidia.dali import fn, types
+
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT32)  # (H, W, C)
+    return fn.reductions.min(shape[0:2])
+
+
+def conditional_pipeline(define, **pipeline_args):
+    """A Pipeline whose graph is `define()` traced with DALI conditionals on (per-sample `if` on DataNodes).
+
+    Args:
+        define: a function of no arguments that builds the graph and returns its outputs.
+        pipeline_args: Pipeline arguments (batch_size, num_threads, device_id, seed, ...).
+    """
+    from nvidia.dali import pipeline_def
+
+    return pipeline_def(define, enable_conditionals=True, **pipeline_args)()
 
 
 def _cmn(cfg: DataConfig, images, mean, std, *, x=0.5, y=0.5, mirror=0, raw: bool = False):
@@ -158,18 +186,13 @@ def build_pipeline(
         (pipeline, output names). Images come out in cfg.layout ("CHW"/"HWC" per sample) and cfg.dtype;
         labels are int32 of shape (1,) per sample, on the GPU for a GPU graph.
     """
-    from nvidia.dali import Pipeline
-
     entries = list(entries) if entries is not None else split_entries(cfg, split)
     shuffle = (split == "train") if shuffle is None else shuffle
     stats = colour_stats(cfg.pca, cfg.normalize)
     gpu = cfg.device == "gpu"
-    pipe = Pipeline(
-        batch_size=cfg.batch_size, num_threads=max(1, cfg.num_threads),  # 0 means "no workers" for PIL
-        device_id=(cfg.device_id or 0) if gpu else None,
-        seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
-    )
-    with pipe:
+    names = OUTPUTS + (EXPOSED_OUTPUTS[split] if expose else ())
+
+    def define():
         jpegs, labels = read_files(cfg, entries, shuffle, shard_id, num_shards)
         stored = decode_stored(cfg, jpegs)
         if split == "train":
@@ -183,8 +206,13 @@ def build_pipeline(
             if expose:
                 nodes["raw"] = _ten_crop(cfg, stored, stats, raw=True)
         nodes.update(stored=stored, labels=labels.gpu() if gpu else labels)
-        names = OUTPUTS + (EXPOSED_OUTPUTS[split] if expose else ())
-        pipe.set_outputs(*(nodes[name] for name in names))
+        return tuple(nodes[name] for name in names)
+
+    pipe = conditional_pipeline(
+        define, batch_size=cfg.batch_size, num_threads=max(1, cfg.num_threads),  # 0: "no workers" for PIL
+        device_id=(cfg.device_id or 0) if gpu else None,
+        seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
+    )
     return pipe, names
 
 

@@ -161,3 +161,60 @@ def test_same_seed_same_batches_other_seed_other(image_tree: Path) -> None:
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not all(np.array_equal(x, z) for x, z in zip(a, c))
+
+
+def dali_decoded(paths: list[Path]) -> list[np.ndarray]:
+    """Independent minimal DALI graph: the CPU decoder alone, no resize (the reference for skipped resizes)."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=len(paths), num_threads=1, device_id=None)
+    def decode():
+        return fn.decoders.image(fn.external_source(name="files"), device="cpu", output_type=types.RGB)
+
+    pipe = decode()
+    pipe.build()
+    pipe.feed_input("files", [np.fromfile(p, dtype=np.uint8) for p in paths])
+    (images,) = pipe.run()
+    return [np.array(images[i]) for i in range(len(paths))]
+
+
+def test_images_already_256_keep_their_decoded_pixels(tmp_path: Path) -> None:
+    """Files from `prepare --resize 256` skip the resize: the stored image is the centre of the decoded file,
+    pixel for pixel, in a batch that also holds images that do get resized (checked against PIL)."""
+    root = tmp_path / "mixed"
+    (root / "val" / "c").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    sizes = [(341, 256), (256, 384), (256, 256), (300, 255), (257, 400), (500, 375)]  # (width, height)
+    paths = []
+    for i, (width, height) in enumerate(sizes):
+        paths.append(root / "val" / "c" / f"c_{i}.JPEG")
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(paths[-1], quality=90)
+    (root / "val.txt").write_text("".join(f"val/c/c_{i}.JPEG 0\n" for i in range(len(sizes))))
+    cfg = DataConfig(root=root, val_list=root / "val.txt", batch_size=len(sizes))
+    out = run_exposed(cfg, "val")
+    for path, decoded, stored, (width, height) in zip(paths, dali_decoded(paths), out["stored"], sizes):
+        if min(width, height) == 256:
+            y0, x0 = (int(math.floor((n - 256) / 2 + 0.5)) for n in (height, width))
+            np.testing.assert_array_equal(stored, decoded[y0 : y0 + 256, x0 : x0 + 256], err_msg=path.name)
+        else:  # resized as before: close to PIL's §2
+            difference = np.abs(stored.astype(int) - pil_stored(path).astype(int))
+            assert difference.mean() < 4 * PIL_MEAN_ABS_TOLERANCE, path.name  # noise images: more resampling error
+
+
+def test_resize_at_scale_one_is_the_identity(tmp_path: Path) -> None:
+    """Why skipping is exact: DALI's antialiased linear resize returns a shorter-side-256 image unchanged."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    path = tmp_path / "a.JPEG"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (256, 341, 3), dtype=np.uint8)).save(path, quality=90)
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def resized():
+        images = fn.decoders.image(fn.external_source(name="files"), device="cpu", output_type=types.RGB)
+        return fn.resize(images, resize_shorter=256, antialias=True, interp_type=types.INTERP_LINEAR)
+
+    pipe = resized()
+    pipe.build()
+    pipe.feed_input("files", [np.fromfile(path, dtype=np.uint8)])
+    (image,) = pipe.run()
+    np.testing.assert_array_equal(np.array(image[0]), dali_decoded([path])[0])

@@ -6,8 +6,8 @@ stage than the previous probe, so the differences between lines are the stages' 
 
     dali read            the file reader alone
     dali decode          + JPEG decode (libjpeg-turbo)
-    dali resize          + shorter side to 256, antialiased
-    dali stored          + centre 256x256 crop (pipeline.graphs' stored image)
+    dali stored          + shorter side to 256 (skipped where it already is 256), centre 256x256 crop:
+                         pipeline.graphs' stored image
     dali train           the toolkit's whole training graph (pipeline.graphs.build_pipeline)
     pil decode           PIL open + convert("RGB")
     pil stored           pipeline.pil_loader.stored_image (decode, resize, centre crop)
@@ -22,37 +22,34 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.config import DataConfig
-from pipeline.constants import RESIZE_SHORTER
 
-DALI_STAGES = ("read", "decode", "resize", "stored", "train")
+DALI_STAGES = ("read", "decode", "stored", "train")
 PIL_STAGES = ("decode", "stored", "train")
 
 
 def _dali_probe(cfg: DataConfig, stage: str):
     """A built CPU pipeline that ends after `stage` (the toolkit's own graph for "train")."""
-    from nvidia.dali import Pipeline, fn, types
+    from nvidia.dali import fn, types
 
-    # The graph's own reader and stored-image nodes, so each probe times exactly what the toolkit runs
-    # (private names: test_stage_profile_cpu fails if pipeline/graphs.py renames them).
-    from pipeline.graphs import decode_stored, read_files, build_pipeline, split_entries
+    # The graph's own reader and stored-image nodes, so each probe times exactly what the toolkit runs.
+    from pipeline.graphs import build_pipeline, conditional_pipeline, decode_stored, read_files, split_entries
 
     if stage == "train":
         pipe, _ = build_pipeline(cfg, "train")
         pipe.build()
         return pipe
     entries = split_entries(cfg, "train")
-    pipe = Pipeline(batch_size=cfg.batch_size, num_threads=cfg.num_threads, device_id=None, seed=cfg.seed)
-    with pipe:
+
+    def define():
         jpegs, _ = read_files(cfg, entries, True, 0, 1)
         if stage == "read":
-            out = jpegs
-        elif stage == "stored":
-            out = decode_stored(cfg, jpegs)
-        else:
-            out = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
-            if stage == "resize":
-                out = fn.resize(out, resize_shorter=RESIZE_SHORTER, antialias=True, interp_type=types.INTERP_LINEAR)
-        pipe.set_outputs(out)
+            return jpegs
+        if stage == "stored":
+            return decode_stored(cfg, jpegs)
+        return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+
+    pipe = conditional_pipeline(define, batch_size=cfg.batch_size, num_threads=cfg.num_threads, device_id=None,
+                                seed=cfg.seed)
     pipe.build()
     return pipe
 

@@ -43,7 +43,8 @@ def build_pipeline(device: str, batch_size: int, num_threads: int, device_id: in
 
     cfg = DataConfig(root=Path("."), device=device, device_id=device_id, num_threads=num_threads)
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1)
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
+                  enable_conditionals=True)  # decode_stored skips the resize per sample
     def graph():
         jpegs = fn.external_source(name="jpegs", dtype=types.UINT8, device="cpu")
         return decode_stored(cfg, jpegs)
