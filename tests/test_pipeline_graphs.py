@@ -218,3 +218,19 @@ def test_resize_at_scale_one_is_the_identity(tmp_path: Path) -> None:
     pipe.feed_input("files", [np.fromfile(path, dtype=np.uint8)])
     (image,) = pipe.run()
     np.testing.assert_array_equal(np.array(image[0]), dali_decoded([path])[0])
+
+
+@pytest.mark.parametrize("split", ["train", "val", "ten_crop"])
+@pytest.mark.parametrize("layout,dtype", [("NCHW", "float32"), ("NHWC", "float16")])
+def test_gpu_graph_definitions_trace_without_a_gpu(image_tree: Path, split: str, layout: str, dtype: str) -> None:
+    """The GPU graph ("mixed" decoder, GPU operators, the per-sample resize `if` on GPU data) is defined in
+    Python on any machine; DALI checks every operator's arguments there, so a wrong one in a GPU-only branch
+    fails here on CI, not first on a GPU machine. Building it needs CUDA (tests marked gpu)."""
+    cfg = make_cfg(image_tree, device="gpu", device_id=0, layout=layout, dtype=dtype, hw_decoder_load=0.65,
+                   preallocate_width_hint=500, preallocate_height_hint=375)
+    pipe, names = build_pipeline(cfg, split, expose=True)
+    assert names == OUTPUTS + EXPOSED_OUTPUTS[split]
+    outputs = getattr(pipe, "_graph_out", None)  # DALI's traced outputs (private; absent in other versions)
+    if outputs is not None:
+        devices = dict(zip(names, (node.device for node in outputs)))
+        assert devices["images"] == devices["labels"] == devices["stored"] == "gpu", devices

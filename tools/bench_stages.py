@@ -112,7 +112,7 @@ def format_stages(name: str, stages: dict[str, float]) -> str:
     lines, previous = [f"CPU ms per image, {name} (process time, all threads):"], {}
     for key, value in stages.items():
         library = key.split()[0]
-        added = "" if library not in previous else f"  (+{value - previous[library]:.2f})"
+        added = "" if library not in previous else f"  ({value - previous[library]:+.2f})"
         lines.append(f"  {key:<12} {value:6.2f}{added}")
         previous[library] = value
     return "\n".join(lines)
