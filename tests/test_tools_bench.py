@@ -135,7 +135,7 @@ def test_stage_profile_cpu(tree: tuple[Path, Path], tmp_path: Path) -> None:
                            "--json", str(json_path))
     assert code == 0, output
     stages = json.loads(json_path.read_text())["stages"]
-    expected = ["dali read", "dali decode", "dali stored", "dali train",
+    expected = ["dali read", "dali decode", "dali resize", "dali stored", "dali train",
                 "pil decode", "pil stored", "pil train"]
     assert list(stages) == ["images"] and list(stages["images"]) == expected
     assert all(value > 0 for value in stages["images"].values())

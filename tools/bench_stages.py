@@ -6,7 +6,9 @@ stage than the previous probe, so the differences between lines are the stages' 
 
     dali read            the file reader alone
     dali decode          + JPEG decode (libjpeg-turbo)
-    dali stored          + shorter side to 256 (skipped where it already is 256), centre 256x256 crop:
+    dali resize          + shorter side to 256 for every image, also those already 256 (the graph before
+                         it skipped them: what the skip saves shows as a negative next line)
+    dali stored          decode, shorter side to 256 where it is not, centre 256x256 crop:
                          pipeline.graphs' stored image
     dali train           the toolkit's whole training graph (pipeline.graphs.build_pipeline)
     pil decode           PIL open + convert("RGB")
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.config import DataConfig
+from pipeline.constants import RESIZE_SHORTER
 
-DALI_STAGES = ("read", "decode", "stored", "train")
+DALI_STAGES = ("read", "decode", "resize", "stored", "train")
 PIL_STAGES = ("decode", "stored", "train")
 
 
@@ -46,7 +49,10 @@ def _dali_probe(cfg: DataConfig, stage: str):
             return jpegs
         if stage == "stored":
             return decode_stored(cfg, jpegs)
-        return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+        images = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+        if stage == "resize":
+            images = fn.resize(images, resize_shorter=RESIZE_SHORTER, antialias=True, interp_type=types.INTERP_LINEAR)
+        return images
 
     pipe = conditional_pipeline(define, batch_size=cfg.batch_size, num_threads=cfg.num_threads, device_id=None,
                                 seed=cfg.seed)
