@@ -150,22 +150,29 @@ def checkpoint_classes(state_dict: dict) -> int:
     return -1
 
 
-def rng_state() -> dict:
-    """Every random generator the run touches, as tensors and primitives."""
+def rng_state(devices: tuple[torch.device, ...] = ()) -> dict:
+    """Every random generator the run touches, as tensors and primitives.
+
+    Args:
+        devices: the run's devices; the CUDA generator of each CUDA one is saved (only those: asking
+            for every visible GPU's state would open a CUDA context on each of them in every process).
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
+    indices = sorted({d.index for d in devices if d.type == "cuda"})
     return {
         "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "cuda": [[index, torch.cuda.get_rng_state(index)] for index in indices],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "python": list(random.getstate()),
     }
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` captured (CUDA states only where this machine has as many devices)."""
+    """Restore what `rng_state` captured (a CUDA state where its device exists on this machine)."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    for index, cuda_state in state["cuda"]:
+        if torch.cuda.is_available() and index < torch.cuda.device_count():
+            torch.cuda.set_rng_state(cuda_state, index)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]

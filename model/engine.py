@@ -115,6 +115,7 @@ def train_one_epoch(
     total = len(loader)  # type: ignore[arg-type]
     for done, (images, labels) in enumerate(batches, start=skip + 1):
         clock.batch_arrived()
+        images, labels = trainer.to_device(images, labels)  # the meter compares labels with device logits
         loss, logits = train_step(trainer, images, labels)
         meter.add(loss, logits, labels)
         clock.step_done(labels.shape[0])
@@ -124,7 +125,8 @@ def train_one_epoch(
                 progress(epoch, done, total, meter, trainer, clock)
         if after_step is not None and after_step(done):
             break
-    meter.check_finite(f"epoch {epoch}")
+    meter.check_finite(f"epoch {epoch}")  # reads the sums: the device has finished the epoch's steps
+    clock.stop()  # images/s and data wait of the training alone, not of the validation that follows
     return clock
 
 

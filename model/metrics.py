@@ -46,7 +46,9 @@ class Meter:
         n = labels.shape[0]
         correct1, correct5 = topk_correct(scores.detach(), labels)
         self.sums += torch.stack([loss.detach().double() * n, correct1.double(), correct5.double(),
-                                  torch.tensor(float(n), dtype=torch.float64, device=self.sums.device)])
+                                  # torch.full, not torch.tensor: a host value copied to the GPU would
+                                  # wait for the device at every step
+                                  torch.full((), float(n), dtype=torch.float64, device=self.sums.device)])
 
     def values(self) -> list[float]:
         """The raw sums (one device sync), e.g. for a mid-epoch checkpoint."""
@@ -77,6 +79,7 @@ class EpochClock:
         self.mark = self.start
         self.data_wait = 0.0
         self.images = 0
+        self.end: float | None = None
 
     def batch_arrived(self) -> None:
         """Call right after the loader handed over a batch."""
@@ -89,8 +92,12 @@ class EpochClock:
         self.images += images
         self.mark = time.perf_counter()
 
+    def stop(self) -> None:
+        """Freeze the clock: what is read later covers only the time until now."""
+        self.end = time.perf_counter()
+
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return (self.end if self.end is not None else time.perf_counter()) - self.start
 
     def images_per_s(self) -> float:
         return self.images / max(self.elapsed(), 1e-9)

@@ -138,9 +138,18 @@ def init_parallel(mode: str, device: str, gpus: tuple[str, ...] | None = None) -
         devices = (_device(gpus[0]), _device(gpus[1]))
         if devices[0].type != devices[1].type:
             raise InputError(f"--gpus {','.join(gpus)}: both towers must be on CUDA or both on the CPU")
+        _make_current(devices[0])
         return ParallelContext("towers", 0, 1, 0, devices[0], _device_id(devices[0]), True, devices)
     dev = _device(device)
+    _make_current(dev)
     return ParallelContext("none", 0, 1, 0, dev, _device_id(dev), True, (dev,))
+
+
+def _make_current(device: torch.device) -> None:
+    """Make a CUDA device the current one, so that nothing (pinned-memory threads, streams, compiled kernels)
+    opens a context on cuda:0 when the run is on cuda:N."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
 
 
 def wrap_model(model: nn.Module, ctx: ParallelContext) -> nn.Module:
@@ -208,6 +217,15 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: ParallelContext) -> torch.Tensor:
     if ctx.mode == "ddp" and ctx.world_size > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def all_gather_object(value, ctx: ParallelContext) -> list:
+    """[rank 0's value, rank 1's, ...] on every rank (picklable values, e.g. generator states); [value] unless ddp."""
+    if ctx.mode != "ddp" or ctx.world_size == 1:
+        return [value]
+    values: list = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def barrier(ctx: ParallelContext) -> None:

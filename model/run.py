@@ -28,6 +28,7 @@ from pipeline.filelist import read_class_table
 from pipeline.loader import make_loader
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+RANK_SEED_STRIDE = 1_000_003  # rank r's dropout seed: seed + epoch + r * this (no overlap for any epoch count)
 
 
 @dataclass
@@ -119,17 +120,29 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
             if checkpoint.get("scaler"):
                 scaler.load_state_dict(checkpoint["scaler"])
             position = Position(checkpoint["epoch"], checkpoint.get("epoch_step", 0), checkpoint["step"],
-                                checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), checkpoint.get("rng"))
+                                checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), rank_rng(checkpoint, ctx))
         return Session(data, optim, schedule, run, ctx, arch, num_classes, net, trainer, scheduler, scaler, position)
     except BaseException:
         parallel.cleanup(ctx)
         raise
 
 
+def rank_rng(checkpoint: dict, ctx: parallel.ParallelContext) -> dict | None:
+    """This rank's saved generators: its own where the checkpoint has one per rank of a run as wide as this
+    one, else rank 0's (a resume in another mode or world size cannot replay the other ranks' draws)."""
+    ranks = checkpoint.get("rng_ranks")
+    if ranks is not None and len(ranks) == ctx.world_size:
+        return ranks[ctx.rank]
+    return checkpoint.get("rng")
+
+
 def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = False) -> None:
     """Save where the run is (rank 0 only). `meter`: the running sums of an unfinished epoch."""
     if meter is not None:
         meter.check_finite(f"epoch {session.position.epoch}, before a checkpoint")
+    # Every rank's generators (a collective: all ranks call write_checkpoint at the same steps), so that
+    # a resumed DDP run draws on each rank what it would have drawn without the stop.
+    rng = parallel.all_gather_object(rng_state(session.ctx.devices), session.ctx)
     if not session.ctx.is_main:
         return
     pos = session.position
@@ -137,7 +150,8 @@ def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = Fals
         "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
         "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net, session.ctx),
         "best_acc1": pos.best_acc1, "optimizer": parallel.optimizer_state_dict(session.trainer.optimizer, session.net, session.ctx),
-        "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng_state(),
+        "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng[0],
+        "rng_ranks": rng if len(rng) > 1 else None,
         "epoch_meter": meter.values() if meter is not None else None,
         "config": as_primitives(session.data, session.optim, session.schedule, session.run),
     }
@@ -159,25 +173,31 @@ def fit(session: Session) -> None:
         for epoch in range(pos.epoch, session.schedule.epochs):
             if run.max_steps is not None and pos.step >= run.max_steps:
                 break
-            finished, meter, clock = train_epoch(session, epoch, stop)
-            if stop.name is not None:
+            finished, stopped, meter, clock = train_epoch(session, epoch, stop)
+            if stopped:  # the checkpoint of the stop is written
                 break
             end_epoch(session, epoch, finished, meter, clock, val_loader, ten_loader)
-            if stop.name is not None or not finished:
+            if not finished or stop.requested():  # a signal during validation: the epoch's checkpoint is written
                 break
     if stop.name is not None and ctx.is_main:
         print(f"{stop.name}: stopped at epoch {pos.epoch} batch {pos.epoch_step} (step {pos.step}); checkpoint "
               f"written; continue with --resume {run.out / 'checkpoint.pth.tar'}", file=sys.stderr)
 
 
-def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, Meter, EpochClock]:
-    """Train one epoch (or its rest after a restart). Returns (all batches done, its meter, its clock)."""
+def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, bool, Meter, EpochClock]:
+    """Train one epoch (or its rest after a restart).
+
+    Returns:
+        (all batches done, stopped by a signal with a checkpoint written, the epoch's meter, its clock).
+    """
     run, ctx, pos = session.run, session.ctx, session.position
     data = replace(session.data, seed=run.seed + epoch)
     loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
     total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here
     skip = pos.epoch_step if epoch == pos.epoch else 0
-    torch.manual_seed(run.seed + epoch)
+    # Dropout's masks: a new stream each epoch, and under DDP a different one on each rank (with one seed
+    # for all, every rank would drop the same units).
+    torch.manual_seed(run.seed + epoch + RANK_SEED_STRIDE * ctx.rank)
     meter = Meter(ctx.device, pos.meter if skip else None)
     pos.epoch, pos.epoch_step = epoch, skip
 
@@ -185,9 +205,12 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
         if skip and pos.rng is not None:
             set_rng_state(pos.rng)
 
+    stopped = False
+
     def after_step(done: int) -> bool:
+        nonlocal stopped
         pos.step, pos.epoch_step = pos.step + 1, done
-        stopping = stop.requested()
+        stopping = stopped = stop.requested(pos.step)
         limit = run.max_steps is not None and pos.step >= run.max_steps
         periodic = run.checkpoint_every is not None and pos.step % run.checkpoint_every == 0
         if stopping or (periodic and done < total and not limit):
@@ -197,7 +220,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
                             after_step=after_step, after_skip=resume_rng, log=ctx.is_main)
     del loader  # free the epoch's pipeline before the next one is built
-    return pos.epoch_step >= total, meter, clock
+    return pos.epoch_step >= total, stopped, meter, clock
 
 
 def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock: EpochClock,

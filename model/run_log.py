@@ -18,6 +18,7 @@ from model import parallel
 from model.metrics import EpochClock
 
 METRICS_NAME = "metrics.jsonl"
+DDP_POLL_STEPS = 10  # StopRequest: steps between the ranks' agreement on a stop
 METRIC_KEYS = (
     "epoch", "lr", "train_loss", "train_top1_err", "train_top5_err", "val_loss", "val_top1_err",
     "val_top5_err", "val10_top1_err", "val10_top5_err", "images_per_s", "data_wait_frac", "time_s",
@@ -81,7 +82,7 @@ class StopRequest:
     """SIGINT/SIGTERM ask the run to stop after the step in flight (a second signal aborts at once).
 
     Use as a context manager around the training loop; `requested()` is checked after every step and,
-    under DDP, agreed on by all ranks so they stop at the same step.
+    under DDP, agreed on by all ranks (every DDP_POLL_STEPS steps) so they stop at the same step.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -109,10 +110,18 @@ class StopRequest:
         print(f"\n{self.name} received: finishing this step, then writing a checkpoint "
               "(send it again to stop at once)", file=sys.stderr, flush=True)
 
-    def requested(self) -> bool:
-        """True once a signal came (on any rank, under DDP)."""
+    def requested(self, step: int | None = None) -> bool:
+        """True once a signal came (on any rank, under DDP).
+
+        Under DDP the ranks agree by an all-reduce, which waits for the device. Inside the training loop
+        (`step`: the run's step count) it runs every DDP_POLL_STEPS steps, so that the host can queue the
+        next steps' kernels while the GPU works, and a stop comes at most that many steps after the
+        signal; without `step` it runs now. Every rank must make the same calls.
+        """
         if self.ctx.mode != "ddp" or self.ctx.world_size == 1:
             return self.name is not None
+        if step is not None and step % DDP_POLL_STEPS != 0:
+            return False
         flag = torch.tensor([1.0 if self.name else 0.0], device=self.ctx.device)
         if parallel.all_reduce_sum(flag, self.ctx).item() > 0 and self.name is None:
             self.name = "a signal on another rank"

@@ -132,7 +132,9 @@ class PilLoader:
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self.loader:
-            images = images.to(self.device, self.dtype, non_blocking=True)
+            # Copy, then convert on the device: converting first would make an unpinned host temporary
+            # and the copy synchronous.
+            images = images.to(self.device, non_blocking=True).to(self.dtype)
             if self.layout == "NHWC" and images.dim() == 4:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, labels.to(self.device, torch.int64, non_blocking=True)

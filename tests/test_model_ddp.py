@@ -207,3 +207,30 @@ def test_torchrun_ddp_trains_and_validates_each_image_once(tmp_path):
                            str(out / "checkpoint.pth.tar")], tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "(centre, 9 images)" in evaluated.stdout, evaluated.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_resume_mid_epoch_gives_the_same_weights(tmp_path):
+    """Dropout on, 2 ranks: each rank draws its own masks, the checkpoint keeps every rank's generators, and
+    a run stopped after 2 of 4 steps and resumed ends with the weights of the run that never stopped."""
+    root = tmp_path / "tree"
+    written = write_image_tree(root, {"train": 3, "val": 1})  # 9 training images: 4 steps of 1 per rank
+    lists = write_lists(root, written, tmp_path / "lists")
+    common = ["--root", str(root), "--lists", str(lists), "--parallel", "ddp", "--device", "cpu",
+              "--workers", "1", "-b", "1", "--epochs", "1", "--lr", "0.001"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    for args in (["--out", str(whole)], ["--out", str(parts), "--max-steps", "2"],
+                 ["--out", str(parts), "--resume", str(parts / "checkpoint.pth.tar")]):
+        result = _torchrun([*common, *args], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        if "--max-steps" in args:
+            stopped = torch.load(parts / "checkpoint.pth.tar", weights_only=True)
+            assert (stopped["epoch"], stopped["epoch_step"]) == (0, 2)
+            first, second = stopped["rng_ranks"]
+            assert not torch.equal(first["torch"], second["torch"])  # the ranks' dropout streams differ
+            assert torch.equal(stopped["rng"]["torch"], first["torch"])
+    expected = torch.load(whole / "checkpoint.pth.tar", weights_only=True)
+    resumed = torch.load(parts / "checkpoint.pth.tar", weights_only=True)
+    assert (resumed["epoch"], resumed["step"]) == (expected["epoch"], expected["step"]) == (1, 4)
+    for key, value in expected["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key

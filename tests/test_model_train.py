@@ -5,6 +5,7 @@ Fast: a tiny linear model stands in for AlexNet wherever the network does not ma
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,15 @@ def test_nan_loss_stops_with_a_clear_message():
     data[1] = (torch.full_like(data[1][0], float("nan")), data[1][1])
     with pytest.raises(TrainingDiverged, match="loss became nan .*last good checkpoint is kept"):
         train_one_epoch(trainer_for(TinyNet()), data, Meter(torch.device("cpu")), epoch=0, print_freq=100, log=False)
+
+
+def test_epoch_clock_covers_the_training_only():
+    """The images/s and data-wait fraction logged for an epoch exclude what runs after its last step (the
+    validation): the clock train_one_epoch returns no longer moves."""
+    clock = train_one_epoch(trainer_for(TinyNet()), batches(3), Meter(torch.device("cpu")), epoch=0, log=False)
+    elapsed, rate = clock.elapsed(), clock.images_per_s()
+    time.sleep(0.05)
+    assert (clock.elapsed(), clock.images_per_s()) == (elapsed, rate) and clock.images == 12
 
 
 # --- the CLI ---------------------------------------------------------------------------------------

@@ -146,8 +146,16 @@ def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dic
     if make_loader is None:
         from pipeline.loader import make_loader
     device = torch_device(options.device)
+    benchmark_before = torch.backends.cudnn.benchmark
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input shape per run: let cuDNN pick the fastest kernels
+    try:
+        return _run(options, make_loader, device)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark_before  # a caller in the same process gets its setting back
+
+
+def _run(options: BenchOptions, make_loader: Callable, device: torch.device) -> dict:
     runner, points = Runner(options, make_loader, device), sweep_points(options)
     report = {"machine": machine_info(device), "date": utc_now(), "config": config_json(options), "results": []}
     for index, (dataset, point) in enumerate(points, start=1):

@@ -175,6 +175,7 @@ def _run_batches(
                 (output,) = pipe.run()
                 moments = summer.submit(output, len(batch))
             except Exception:  # DALI raises RuntimeError/ValueError/IndexError subclasses for bad data
+                del pipe  # free its decoder buffers (hundreds of MB per thread on a GPU) before building others
                 good, culprits = _one_by_one(batch, make, summer)
                 total, bad = total + good, bad + culprits
                 pipe = make(batch_size)
@@ -211,5 +212,6 @@ def _one_by_one(
         except Exception as error:  # noqa: BLE001 - any DALI failure here is this one image's
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             bad.append((*item, f"DALI: {first_line}"))
+            del pipe
             pipe = make(1)
     return total, bad
