@@ -94,6 +94,12 @@ class TowerAlexNet(nn.Module):
         target = self.devices[1]
         if x.device == target or x.device.type != "cuda" or target.type != "cuda":
             return x.to(target, non_blocking=True)
+        return self._copy_on_side_stream(x, target)
+
+    # Eager under torch.compile: stream switches and record_stream are not traced faithfully
+    # (pytorch/pytorch#92804, #109848). Only the two-GPU case gets here, at the cost of one graph break.
+    @torch.compiler.disable
+    def _copy_on_side_stream(self, x: torch.Tensor, target: torch.device) -> torch.Tensor:
         if self._input_stream is None:
             self._input_stream = torch.cuda.Stream(device=x.device)
         self._input_stream.wait_stream(torch.cuda.current_stream(x.device))  # x is written by now
