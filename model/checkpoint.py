@@ -167,11 +167,14 @@ def rng_state(devices: tuple[torch.device, ...] = ()) -> dict:
     }
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` captured (a CUDA state where its device exists on this machine)."""
+def set_rng_state(state: dict, devices: tuple[torch.device, ...] = ()) -> None:
+    """Restore what `rng_state` captured; CUDA generators only of the run's own `devices`."""
     torch.set_rng_state(state["torch"])
-    for index, cuda_state in state["cuda"]:
-        if torch.cuda.is_available() and index < torch.cuda.device_count():
+    own = {d.index for d in devices if d.type == "cuda"}
+    for position, entry in enumerate(state["cuda"]):
+        # Checkpoints written before 2026-11-22 hold a bare list of every GPU's state, in device order.
+        index, cuda_state = entry if isinstance(entry, (list, tuple)) else (position, entry)
+        if index in own:
             torch.cuda.set_rng_state(cuda_state, index)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

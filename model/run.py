@@ -143,6 +143,9 @@ def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = Fals
     # Every rank's generators (a collective: all ranks call write_checkpoint at the same steps), so that
     # a resumed DDP run draws on each rank what it would have drawn without the stop.
     rng = parallel.all_gather_object(rng_state(session.ctx.devices), session.ctx)
+    if meter is not None:  # the unfinished epoch's sums over all ranks, not rank 0's alone
+        meter = Meter(session.ctx.device, meter.values())
+        session.trainer.reduce(meter.sums)
     if not session.ctx.is_main:
         return
     pos = session.position
@@ -198,12 +201,13 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     # Dropout's masks: a new stream each epoch, and under DDP a different one on each rank (with one seed
     # for all, every rank would drop the same units).
     torch.manual_seed(run.seed + epoch + RANK_SEED_STRIDE * ctx.rank)
-    meter = Meter(ctx.device, pos.meter if skip else None)
+    # A checkpoint's sums are over all ranks (write_checkpoint): one rank carries them on, end_epoch adds the rest.
+    meter = Meter(ctx.device, pos.meter if skip and ctx.is_main else None)
     pos.epoch, pos.epoch_step = epoch, skip
 
     def resume_rng() -> None:
         if skip and pos.rng is not None:
-            set_rng_state(pos.rng)
+            set_rng_state(pos.rng, ctx.devices)
 
     stopped = False
 

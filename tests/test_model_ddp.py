@@ -6,6 +6,7 @@ the weights after the SGD steps must equal the reference's.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -234,3 +235,7 @@ def test_torchrun_ddp_resume_mid_epoch_gives_the_same_weights(tmp_path):
     assert (resumed["epoch"], resumed["step"]) == (expected["epoch"], expected["step"]) == (1, 4)
     for key, value in expected["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key
+    # The epoch's logged training figures count each rank's steps once, across the stop as without it.
+    logged = [json.loads((out / "metrics.jsonl").read_text().splitlines()[-1]) for out in (whole, parts)]
+    for key in ("train_loss", "train_top1_err", "train_top5_err"):
+        assert logged[1][key] == pytest.approx(logged[0][key], rel=1e-9), key

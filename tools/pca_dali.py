@@ -168,17 +168,19 @@ def _run_batches(
                 bad.append((*item, reason))
             else:
                 batch.append((item, data))
-        moments = None
+        moments, failed = None, False
         if batch:
             try:
                 pipe.feed_input("jpegs", [data for _, data in batch])
                 (output,) = pipe.run()
                 moments = summer.submit(output, len(batch))
             except Exception:  # DALI raises RuntimeError/ValueError/IndexError subclasses for bad data
-                del pipe  # free its decoder buffers (hundreds of MB per thread on a GPU) before building others
-                good, culprits = _one_by_one(batch, make, summer)
-                total, bad = total + good, bad + culprits
-                pipe = make(batch_size)
+                failed = True
+        if failed:  # outside the except block, whose traceback would keep the broken pipeline alive
+            del pipe  # free its decoder buffers (hundreds of MB per thread on a GPU) before building others
+            good, culprits = _one_by_one(batch, make, summer)
+            total, bad = total + good, bad + culprits
+            pipe = make(batch_size)
         if bad and on_error == "fail":
             raise fail_on(min(bad), list_path)
         skipped.extend(bad)
@@ -205,13 +207,16 @@ def _one_by_one(
     total, bad = PixelMoments(), []
     pipe = make(1)
     for item, data in batch:
+        reason = None
         try:
             pipe.feed_input("jpegs", [data])
             (output,) = pipe.run()
             total = total + summer.submit(output, 1).result()
         except Exception as error:  # noqa: BLE001 - any DALI failure here is this one image's
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            bad.append((*item, f"DALI: {first_line}"))
+            reason = f"DALI: {first_line}"
+        if reason is not None:  # rebuilt outside the except block (see _run_batches)
+            bad.append((*item, reason))
             del pipe
             pipe = make(1)
     return total, bad
