@@ -44,6 +44,16 @@ def test_rng_state_round_trip():
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
 
 
+def test_rng_state_of_an_older_checkpoint_still_restores():
+    """Before 2026-11-22 "cuda" was a bare list of every GPU's state; such a checkpoint must still resume
+    (here on a machine without CUDA: the CPU generators are restored, the GPU ones have nowhere to go)."""
+    saved = rng_state()
+    expected = torch.rand(3)
+    old_format = {**saved, "cuda": [torch.zeros(16, dtype=torch.uint8)]}
+    set_rng_state(old_format, (torch.device("cpu"),))
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     """A real failing write: the file-size limit makes the kernel refuse the write (EFBIG)."""
     save_checkpoint(small_checkpoint(fill=1.0), tmp_path, is_best=False)
