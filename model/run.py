@@ -182,7 +182,7 @@ def fit(session: Session) -> None:
             end_epoch(session, epoch, finished, meter, clock, val_loader, ten_loader)
             if not finished or stop.requested():  # a signal during validation: the epoch's checkpoint is written
                 break
-    if stop.name is not None and ctx.is_main:
+    if stop.requested() and ctx.is_main:  # every rank polls (a collective under DDP)
         print(f"{stop.name}: stopped at epoch {pos.epoch} batch {pos.epoch_step} (step {pos.step}); checkpoint "
               f"written; continue with --resume {run.out / 'checkpoint.pth.tar'}", file=sys.stderr)
 

@@ -90,6 +90,7 @@ class StopRequest:
     def __init__(self, ctx: parallel.ParallelContext) -> None:
         self.ctx = ctx
         self.name: str | None = None
+        self.agreed = False  # DDP: the ranks have agreed to stop
         self._previous: dict = {}
 
     def __enter__(self) -> "StopRequest":
@@ -120,9 +121,12 @@ class StopRequest:
         """
         if self.ctx.mode != "ddp" or self.ctx.world_size == 1:
             return self.name is not None
-        if step is not None and step % DDP_POLL_STEPS != 0:
-            return False
+        if self.agreed or (step is not None and step % DDP_POLL_STEPS != 0):
+            return self.agreed
         flag = torch.tensor([1.0 if self.name else 0.0], device=self.ctx.device)
-        if parallel.all_reduce_sum(flag, self.ctx).item() > 0 and self.name is None:
+        # Decide on the all-reduced value only: a signal landing on this rank after the flag was taken
+        # must not make it answer differently from the others.
+        self.agreed = parallel.all_reduce_sum(flag, self.ctx).item() > 0
+        if self.agreed and self.name is None:
             self.name = "a signal on another rank"
-        return self.name is not None
+        return self.agreed

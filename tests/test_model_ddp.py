@@ -102,9 +102,36 @@ def _fit_unequal_shards(rank: int, out: Path, device: str) -> tuple[int, dict[st
     return session.position.step, unwrap_state_dict(session.net, session.ctx)
 
 
-def _run_ranks(tmp_path: Path, device: str) -> list[dict]:
+def _stop_worker(rank: int, port: int, out_dir: str, device: str) -> None:
+    """A signal reaches rank 1 only, at step 3: both ranks must see the stop at the same step (the next
+    poll, step 10), and not before, since one rank leaving the loop alone would hang the other."""
+    from model.run_log import DDP_POLL_STEPS, StopRequest
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ctx = init_parallel("ddp", device, None)
+    stop = StopRequest(ctx)
+    seen = []
+    for step in range(1, DDP_POLL_STEPS + 3):
+        if rank == 1 and step == 3:
+            stop.name = "SIGTERM"  # what the signal handler records
+        seen.append(stop.requested(step))
+    torch.save({"seen": seen, "now": stop.requested(), "name": stop.name}, Path(out_dir) / f"rank{rank}.pt")
+    cleanup(ctx)
+
+
+def test_a_signal_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    from model.run_log import DDP_POLL_STEPS
+
+    results = _run_ranks(tmp_path, "cpu", _stop_worker)
+    expected = [step >= DDP_POLL_STEPS for step in range(1, DDP_POLL_STEPS + 3)]
+    assert [r["seen"] for r in results] == [expected, expected] and all(r["now"] for r in results)
+    assert [r["name"] for r in results] == ["a signal on another rank", "SIGTERM"]
+
+
+def _run_ranks(tmp_path: Path, device: str, worker=_worker) -> list[dict]:
     """Spawn the two ranks; fail (not hang) if they do not finish within DEADLINE_S."""
-    processes = mp.start_processes(_worker, args=(_free_port(), str(tmp_path), device), nprocs=WORLD,
+    processes = mp.start_processes(worker, args=(_free_port(), str(tmp_path), device), nprocs=WORLD,
                                    join=False, start_method="spawn")
     deadline = time.monotonic() + DEADLINE_S
     while not processes.join(timeout=5):
