@@ -36,20 +36,19 @@ def build_pipeline(device: str, batch_size: int, num_threads: int, device_id: in
     Returns:
         The built pipeline.
     """
-    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import fn, types
 
     # The training graph's own preprocessing (pipeline/graphs.py), so PCA sees what training sees.
-    from pipeline.graphs import decode_stored
+    from pipeline.graphs import conditional_pipeline, decode_stored
 
     cfg = DataConfig(root=Path("."), device=device, device_id=device_id, num_threads=num_threads)
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1,
-                  enable_conditionals=True)  # decode_stored skips the resize per sample
     def graph():
         jpegs = fn.external_source(name="jpegs", dtype=types.UINT8, device="cpu")
         return decode_stored(cfg, jpegs)
 
-    pipe = graph()
+    pipe = conditional_pipeline(graph, batch_size=batch_size, num_threads=num_threads, device_id=device_id,
+                                prefetch_queue_depth=1)
     pipe.build()
     return pipe
 
