@@ -136,16 +136,20 @@ def rank_rng(checkpoint: dict, ctx: parallel.ParallelContext) -> dict | None:
     return checkpoint.get("rng")
 
 
-def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = False) -> None:
-    """Save where the run is (rank 0 only). `meter`: the running sums of an unfinished epoch."""
-    if meter is not None:
-        meter.check_finite(f"epoch {session.position.epoch}, before a checkpoint")
-    # Every rank's generators (a collective: all ranks call write_checkpoint at the same steps), so that
-    # a resumed DDP run draws on each rank what it would have drawn without the stop.
+def all_ranks(session: Session, meter: Meter) -> Meter:
+    """A copy of `meter` summed over all ranks (a collective under DDP; a plain copy otherwise)."""
+    sums = Meter(session.ctx.device, meter.values())
+    session.trainer.reduce(sums.sums)
+    return sums
+
+
+def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False) -> None:
+    """Save where the run is; every rank calls it at the same steps (it gathers their generators), rank 0
+    writes. `sums`: an unfinished epoch's running sums over all ranks (`all_ranks`), None after a whole one."""
+    if sums is not None:
+        sums.check_finite(f"epoch {session.position.epoch}, before a checkpoint")
+    # Every rank's generators, so that a resumed DDP run draws on each rank what it would have drawn.
     rng = parallel.all_gather_object(rng_state(session.ctx.devices), session.ctx)
-    if meter is not None:  # the unfinished epoch's sums over all ranks, not rank 0's alone
-        meter = Meter(session.ctx.device, meter.values())
-        session.trainer.reduce(meter.sums)
     if not session.ctx.is_main:
         return
     pos = session.position
@@ -155,7 +159,7 @@ def write_checkpoint(session: Session, meter: Meter | None, is_best: bool = Fals
         "best_acc1": pos.best_acc1, "optimizer": parallel.optimizer_state_dict(session.trainer.optimizer, session.net, session.ctx),
         "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng[0],
         "rng_ranks": rng if len(rng) > 1 else None,
-        "epoch_meter": meter.values() if meter is not None else None,
+        "epoch_meter": sums.values() if sums is not None else None,
         "config": as_primitives(session.data, session.optim, session.schedule, session.run),
     }
     save_checkpoint(state, session.run.out, is_best)
@@ -201,7 +205,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     # Dropout's masks: a new stream each epoch, and under DDP a different one on each rank (with one seed
     # for all, every rank would drop the same units).
     torch.manual_seed(run.seed + epoch + RANK_SEED_STRIDE * ctx.rank)
-    # A checkpoint's sums are over all ranks (write_checkpoint): one rank carries them on, end_epoch adds the rest.
+    # A checkpoint's sums are over all ranks (all_ranks): one rank carries them on, end_epoch adds the rest.
     meter = Meter(ctx.device, pos.meter if skip and ctx.is_main else None)
     pos.epoch, pos.epoch_step = epoch, skip
 
@@ -218,7 +222,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
         limit = run.max_steps is not None and pos.step >= run.max_steps
         periodic = run.checkpoint_every is not None and pos.step % run.checkpoint_every == 0
         if stopping or (periodic and done < total and not limit):
-            write_checkpoint(session, meter)
+            write_checkpoint(session, all_ranks(session, meter))
         return stopping or limit or done >= total
 
     clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
@@ -232,8 +236,7 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
     """Validate, step the schedule (complete epochs only), log, and checkpoint."""
     pos, ctx = session.position, session.ctx
     lr = session.trainer.optimizer.param_groups[0]["lr"]
-    sums = Meter(ctx.device, meter.values())
-    session.trainer.reduce(sums.sums)
+    sums = all_ranks(session, meter)
     train = sums.summary()
     val = evaluate(session.trainer, val_loader)
     ten = evaluate(session.trainer, ten_loader) if ten_loader is not None else None
@@ -250,7 +253,7 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
         record = epoch_record(epoch, lr, train, val, ten, clock)
         append_metrics(session.run.out, record)
         print(record_line(record), flush=True)
-    write_checkpoint(session, None if finished else meter, is_best)
+    write_checkpoint(session, None if finished else sums, is_best)
 
 
 def record_line(record: dict) -> str:
