@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import torch
 
-from model.alexnet import ARCHS
+from model.alexnet import ARCHS, INITS
 from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
 from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.engine import evaluate
@@ -25,8 +25,6 @@ from pipeline.config import DataConfig
 from pipeline.constants import NORMALIZATIONS
 from pipeline.errors import InputError, user_errors
 from pipeline.loader import make_loader
-
-
 
 
 def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleConfig, RunConfig]:
@@ -107,7 +105,7 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--channels-last", is_flag=True, help="NHWC model and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--bias-one", type=float, default=1.0, help="Init bias of conv2/4/5, fc6/7 (paper 1; Caffe used 0.1).")
-@click.option("--init", type=click.Choice(["paper", "kaiming"]), default="paper", show_default=True,
+@click.option("--init", type=click.Choice(INITS), default="paper", show_default=True,
               help="paper: N(0, 0.01) weights (§5); kaiming: He init, biases 0 (faster start; use --normalize meanstd).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/alexnet", help="Run folder.")
 @click.option("--max-steps", type=INT_1, default=None, help="Stop after this many steps in total (short runs).")
