@@ -14,7 +14,7 @@ from PIL import Image
 from pipeline.errors import InputError
 from tests.conftest import CLASSES, requires_cuda, write_image_tree
 from tools import bench
-from tools.bench_modes import endless, make_train_step, time_end_to_end, to_model_input
+from tools.benchmark.modes import endless, make_train_step, time_end_to_end, to_model_input
 
 MODES = ("pipeline", "model", "e2e", "pil-pipeline", "pil-e2e")
 # AlexNet's 61 M parameters make a CPU training step cost seconds: time one step per mode.

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.filelist import read_class_table, read_file_list
-from tests.test_tools_prepare import read_rejected, run_prepare, small_rgb
+from tests.test_tools_prepare_check import read_rejected, run_prepare, small_rgb
 
 # ILSVRC2012_ID -> WNID deliberately not in sorted-WNID order, as in the real devkit.
 SYNSETS = {1: ("n03000684", "chain saw"), 2: ("n01440764", "tench, Tinca tinca"), 3: ("n02102040", "springer")}

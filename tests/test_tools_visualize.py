@@ -13,9 +13,9 @@ from PIL import Image
 from model.alexnet import build_model
 from tests.conftest import CLASSES, write_image_tree
 from tools import visualize
-from tools.viz_curves import lr_drops, read_metrics
-from tools.viz_neighbours import nearest
-from tools.viz_report import write_report
+from tools.viz.curves import lr_drops, read_metrics
+from tools.viz.neighbours import nearest
+from tools.viz.report import write_report
 
 
 def write_metrics(run: Path) -> None:

@@ -31,12 +31,12 @@ import torch
 
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
-from tools.bench_modes import (Timing, endless, make_train_step, median_timing, synthetic_batch, time_end_to_end,
+from tools.benchmark.modes import (Timing, endless, make_train_step, median_timing, synthetic_batch, time_end_to_end,
                                time_model, time_pipeline)
-from tools.bench_options import (AMP_CHOICES, ARCH, COMPILE_MODES, NUM_CLASSES, BenchOptions, Dataset, choices,
+from tools.benchmark.options import (AMP_CHOICES, ARCH, COMPILE_MODES, NUM_CLASSES, BenchOptions, Dataset, choices,
                                  config_json, default_threads, hw_loads, positive, resolve_datasets, split_values)
-from tools.bench_report import MODES, draw_chart, format_table, load_average, machine_info, row_result, utc_now
-from tools.bench_stages import format_stages, profile_stages
+from tools.benchmark.report import MODES, draw_chart, format_table, load_average, machine_info, row_result, utc_now
+from tools.benchmark.stages import format_stages, profile_stages
 
 def torch_device(device: str) -> torch.device:
     """"cpu" or "gpu" -> the torch device the model runs on (checks that CUDA is there for "gpu")."""

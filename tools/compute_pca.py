@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca
-from tools.pca_stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
+from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 
 DALI_PREPROCESSING = (
     "DALI decoders.image (device {device}) -> RGB; fn.resize(resize_shorter=256, antialias=True, "
@@ -96,11 +96,11 @@ def compute_moments(
     progress = Progress(len(items))
     try:
         if backend == "pil":
-            from tools.pca_pil import run_pil
+            from tools.pca.pil import run_pil
 
             moments, skipped = run_pil(root, items, workers, on_error, list_path, progress)
         else:
-            from tools.pca_dali import run_dali
+            from tools.pca.dali import run_dali
 
             moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress)
     finally:

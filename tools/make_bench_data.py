@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from pipeline.errors import InputError, user_errors
-from tools.synth_images import photo_like_image, run_jobs, save_jpeg
+from tools.synth.images import photo_like_image, run_jobs, save_jpeg
 
 JPEG_QUALITY = 90
 # ImageNet's most common size is 500x375 (or 375x500); most others have a 500 px long side too.

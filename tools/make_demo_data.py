@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from pipeline.errors import InputError, user_errors
-from tools.synth_images import DEMO_CLASSES, class_ids, demo_image, run_jobs, save_jpeg
+from tools.synth.images import DEMO_CLASSES, class_ids, demo_image, run_jobs, save_jpeg
 
 # The demo's recipe (docs/demo.md) was measured with these counts.
 DEFAULT_TRAIN_PER_CLASS = 60

@@ -22,10 +22,10 @@ import click
 
 from pipeline.constants import RESIZE_SHORTER
 from pipeline.errors import InputError, user_errors
-from tools.imagenet_layouts import LAYOUTS, SPLITS, detect_layout, scan
-from tools.prepare_check import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file, default_workers,
+from tools.prepare.layouts import LAYOUTS, SPLITS, detect_layout, scan
+from tools.prepare.check import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file, default_workers,
                                  run_parallel, write_jpeg)
-from tools.prepare_report import Listed, summarize, write_lists, write_rejected, write_summary
+from tools.prepare.report import Listed, summarize, write_lists, write_rejected, write_summary
 
 JPEG_SUFFIXES = (".jpeg", ".jpg")
 RESIZE_MARKER = ".prepare-resize.json"

@@ -72,7 +72,7 @@ def main() -> None:
 @user_errors
 def curves(run: Path, out: Path | None) -> None:
     """Loss and top-1/top-5 error per epoch from RUN's metrics.jsonl, with the learning-rate drops."""
-    from tools.viz_curves import draw_curves
+    from tools.viz.curves import draw_curves
 
     click.echo(draw_curves(run_folder(run), default_out(run, out, "curves.png")))
 
@@ -84,7 +84,7 @@ def curves(run: Path, out: Path | None) -> None:
 @user_errors
 def kernels(run: Path, out: Path | None, zoom: int) -> None:
     """conv1's 96 kernels as the paper's Figure 3: tower 1 (first 48) above tower 2 (last 48)."""
-    from tools.viz_kernels import draw_kernels
+    from tools.viz.kernels import draw_kernels
 
     click.echo(draw_kernels(find_checkpoint(run), default_out(run, out, "conv1_kernels.png"), zoom))
 
@@ -100,7 +100,7 @@ def kernels(run: Path, out: Path | None, zoom: int) -> None:
 def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, out: Path | None,
                queries: int, max_train: int, seed: int) -> None:
     """Figure 4: validation images and the 6 training images nearest in fc7 space."""
-    from tools.viz_neighbours import draw_neighbours
+    from tools.viz.neighbours import draw_neighbours
 
     click.echo(draw_neighbours(find_checkpoint(run), root, lists, default_out(run, out, "neighbours.png"),
                                pca, normalize, queries, max_train, seed))
@@ -116,7 +116,7 @@ def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: 
 def augment(root: Path, lists: Path, pca: Path | None, normalize: str, out: Path, images: int, samples: int,
             seed: int) -> None:
     """Originals, their stored 256x256 images, and training samples (crops, flips, PCA lighting)."""
-    from tools.viz_augment import draw_augmentations
+    from tools.viz.augment import draw_augmentations
 
     click.echo(draw_augmentations(root, lists, out, pca, images, samples, seed))
 
@@ -132,7 +132,7 @@ def augment(root: Path, lists: Path, pca: Path | None, normalize: str, out: Path
 def report(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, out: Path | None,
            extra: Path | None, max_train: int) -> None:
     """Every picture of RUN, and a Markdown report that links them with the run's numbers."""
-    from tools.viz_report import read_json, write_report
+    from tools.viz.report import read_json, write_report
 
     folder = run_folder(run)
     pictures = make_pictures(run, root, lists, pca, normalize, folder / "pictures", max_train)
@@ -147,10 +147,10 @@ def make_pictures(run: Path, root: Path, lists: Path, pca: Path | None, normaliz
     Returns:
         caption -> PNG path, in report order.
     """
-    from tools.viz_augment import draw_augmentations
-    from tools.viz_curves import draw_curves
-    from tools.viz_kernels import draw_kernels
-    from tools.viz_neighbours import draw_neighbours
+    from tools.viz.augment import draw_augmentations
+    from tools.viz.curves import draw_curves
+    from tools.viz.kernels import draw_kernels
+    from tools.viz.neighbours import draw_neighbours
 
     checkpoint = find_checkpoint(run)
     return {

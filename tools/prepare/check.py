@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from pipeline.pil_image import resized_size
 from pipeline.processes import worker_start_method
-from tools.jpeg_header import read_header
+from tools.prepare.header import read_header
 
 # A verdict is ("ok" | "fix" | "reject", reason, width, height).
 Verdict = tuple[str, str, int, int]

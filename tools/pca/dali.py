@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.config import DataConfig
-from tools.pca_pil import Item, ProgressCallback, Skip, fail_on
-from tools.pca_stats import PixelMoments, moments_of
+from tools.pca.pil import Item, ProgressCallback, Skip, fail_on
+from tools.pca.stats import PixelMoments, moments_of
 
 # Images per DALI batch.
 BATCH_SIZE = {"cpu": 32, "gpu": 256}

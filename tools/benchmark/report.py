@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import torch
 
-from tools.bench_modes import Timing
-from tools.plotting import save_figure
+from tools.benchmark.modes import Timing
+from tools.shared.figures import save_figure
 
 # The five measurements, in the order they run and are shown. "pipeline"/"e2e" use the DALI loader,
 # "pil-*" the PyTorch DataLoader + PIL baseline with the same number of workers.

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from pipeline.filelist import read_class_table, read_file_list
-from tools.jpeg_header import read_header
+from tools.prepare.header import read_header
 from tools.prepare_imagenet import main
 
 def small_rgb(width: int = 48, height: int = 36, seed: int = 0) -> Image.Image:

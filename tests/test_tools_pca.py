@@ -316,7 +316,7 @@ def test_torch_summation_of_the_gpu_path_is_exact_on_cpu(tree):
     """The GPU path sums with torch in float64; the same function on a CPU DALI batch, vs int64 NumPy."""
     import torch
 
-    from tools.pca_dali import build_pipeline, torch_moments
+    from tools.pca.dali import build_pipeline, torch_moments
 
     root, relpaths = tree
     pipe = build_pipeline("cpu", batch_size=4, num_threads=1, device_id=None)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline.errors import InputError
 from pipeline.pil_image import stored_pixels
-from tools.pca_stats import PixelMoments, moments_of
+from tools.pca.stats import PixelMoments, moments_of
 
 # (index in the file list, path relative to ROOT)
 Item = tuple[int, str]

@@ -21,8 +21,8 @@ from pipeline.config import DataConfig  # noqa: E402
 from pipeline.constants import CROP_SIZE  # noqa: E402
 from pipeline.filelist import read_file_list  # noqa: E402
 from pipeline.graphs import as_numpy, build_pipeline  # noqa: E402
-from tools.viz_neighbours import pick  # noqa: E402
-from tools.plotting import save_figure
+from tools.viz.neighbours import pick  # noqa: E402
+from tools.shared.figures import save_figure
 
 
 def training_samples(root: Path, entries: list[tuple[str, int]], samples: int, pca: Path | None,

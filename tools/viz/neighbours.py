@@ -22,7 +22,7 @@ from pipeline.errors import InputError  # noqa: E402
 from pipeline.filelist import read_class_table, read_file_list  # noqa: E402
 from pipeline.lighting import colour_stats  # noqa: E402
 from pipeline.pil_image import crop_anchor, stored_image  # noqa: E402
-from tools.plotting import save_figure
+from tools.shared.figures import save_figure
 
 NEIGHBOURS = 6
 

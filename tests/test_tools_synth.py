@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tools import make_bench_data, make_demo_data
-from tools.synth_images import class_ids
+from tools.synth.images import class_ids
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pipeline.errors import InputError
-from tools.viz_curves import read_metrics
+from tools.viz.curves import read_metrics
 
 ROWS = (
     ("val_top1_err", "validation top-1 error, centre crop (%)"),

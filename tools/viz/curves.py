@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only: no display on a training machine
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.errors import InputError  # noqa: E402
-from tools.plotting import save_figure
+from tools.shared.figures import save_figure
 
 METRICS_NAME = "metrics.jsonl"
 

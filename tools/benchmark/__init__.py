@@ -1,0 +1,1 @@
+"""`imagenet-tools bench`'s machinery: options, timed modes, stage profile, report."""

@@ -1,0 +1,1 @@
+"""`imagenet-tools prepare`'s machinery: layouts, header reader, per-file check, re-encoding, report."""

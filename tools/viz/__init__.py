@@ -1,0 +1,1 @@
+"""Pictures of a run (`imagenet-tools visualize`, `preview`): curves, kernels, neighbours, augmentations, report."""
