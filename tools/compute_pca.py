@@ -19,8 +19,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import sys
-import time
 from pathlib import Path
 
 import click
@@ -30,6 +28,7 @@ from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca
 from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
+from tools.shared.jobs import Progress, usable_cpus
 
 DALI_PREPROCESSING = (
     "DALI decoders.image (device {device}) -> RGB; fn.resize(resize_shorter=256, antialias=True, "
@@ -39,35 +38,6 @@ DALI_PREPROCESSING = (
 SIGN_CONVENTION = "each eigvec column has a positive R entry (G if R is ~0, then B)"
 # Skipped images listed by name in pca.json (all are counted).
 SKIPS_LISTED = 100
-
-
-class Progress:
-    """A stderr progress line with images/s: rewritten in place on a terminal, every 10 s otherwise."""
-
-    def __init__(self, total: int, label: str = "compute-pca") -> None:
-        self.total, self.label = total, label
-        self.done = self.skipped = 0
-        self.start = self.last = time.monotonic()
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, skipped: int) -> None:
-        self.done += done
-        self.skipped += skipped
-        now = time.monotonic()
-        if now - self.last >= (0.5 if self.tty else 10.0):
-            self.last = now
-            self._print(end="\r" if self.tty else "\n")
-
-    def rate(self) -> float:
-        return self.done / max(time.monotonic() - self.start, 1e-9)
-
-    def finish(self) -> None:
-        self._print(end="\n")
-
-    def _print(self, end: str) -> None:
-        line = f"{self.label}: {self.done}/{self.total} images, {self.rate():.1f} images/s"
-        click.echo(line + (f", {self.skipped} skipped" if self.skipped else "") + "   ", err=True, nl=False)
-        click.echo(end, err=True, nl=False)
 
 
 def choose_items(entries: list[tuple[str, int]], max_images: int | None, seed: int) -> list[tuple[int, str]]:
@@ -93,16 +63,16 @@ def compute_moments(
     on_error: str,
 ) -> tuple[PixelMoments, list[tuple[int, str, str]], float]:
     """Run the chosen backend over the items; returns (moments, skips, images/s)."""
-    progress = Progress(len(items))
+    progress = Progress("compute-pca", len(items), "images")
     try:
         if backend == "pil":
             from tools.pca.pil import run_pil
 
-            moments, skipped = run_pil(root, items, workers, on_error, list_path, progress)
+            moments, skipped = run_pil(root, items, workers, on_error, list_path, progress.update)
         else:
             from tools.pca.dali import run_dali
 
-            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress)
+            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress.update)
     finally:
         progress.finish()  # also before an error, so that its line starts on a line of its own
     return moments, skipped, progress.rate()
@@ -151,7 +121,7 @@ def _check(path: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="pca.json to write.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Uniform sample of this many.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --max-images sample.")
-@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), show_default=True,
               help="Processes (PIL) or DALI threads; the result does not depend on it.")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["dali", "pil"]), default=None,

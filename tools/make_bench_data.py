@@ -10,16 +10,18 @@ colours would decode several times faster than photos and flatter the pipeline).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 import numpy as np
 
 from pipeline.errors import InputError, user_errors
-from tools.synth.images import photo_like_image, run_jobs, save_jpeg
+from tools.shared.jobs import run_jobs, usable_cpus
+from tools.synth.images import photo_like_image, save_jpeg
 
 JPEG_QUALITY = 90
+# Images sent to a worker at once: a few, since each takes tens of ms to draw.
+CHUNK = 4
 # ImageNet's most common size is 500x375 (or 375x500); most others have a 500 px long side too.
 LONG_SIDE_500_SHARE = 0.7
 ASPECTS = (4 / 3, 4 / 3, 4 / 3, 3 / 2, 1.0, 5 / 4, 16 / 9)
@@ -77,7 +79,8 @@ def make_bench_data(out: Path, count: int, val_count: int = 0, classes: int = 10
                 except OSError as error:
                     raise InputError(f"{folder}: cannot create the folder ({error.strerror}); pick another DIR") from None
             jobs.append((str(folder / f"{folder.name}_{i}.JPEG"), seed, split_index, i, quality))
-        sizes[split] = run_jobs(_write_one, jobs, workers, f"make-bench-data {split}")
+        sizes[split] = run_jobs(_write_one, jobs, workers, f"make-bench-data {split}", "images", CHUNK,
+                                 name="make-bench-data")
     return sizes
 
 
@@ -88,7 +91,7 @@ def make_bench_data(out: Path, count: int, val_count: int = 0, classes: int = 10
 @click.option("--classes", default=10, show_default=True, help="Class folders (labels carry no signal).")
 @click.option("--quality", default=JPEG_QUALITY, show_default=True, help="JPEG quality.")
 @click.option("--seed", default=0, show_default=True, help="Seed (same seed, same bytes).")
-@click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Processes drawing images.")
+@click.option("--workers", default=usable_cpus(), show_default=True, help="Processes drawing images.")
 @user_errors
 def main(out: Path, count: int, val_count: int, classes: int, quality: int, seed: int, workers: int) -> None:
     """Generate ImageNet-like JPEGs (~500x375, quality 90, ~100 KB) under OUT in ImageFolder layout."""

@@ -10,14 +10,14 @@ gives the same bytes, whatever --workers.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 import numpy as np
 
 from pipeline.errors import InputError, user_errors
-from tools.synth.images import DEMO_CLASSES, class_ids, demo_image, run_jobs, save_jpeg
+from tools.shared.jobs import run_jobs, usable_cpus
+from tools.synth.images import DEMO_CLASSES, class_ids, demo_image, save_jpeg
 
 # The demo's recipe (docs/demo.md) was measured with these counts.
 DEFAULT_TRAIN_PER_CLASS = 60
@@ -26,6 +26,8 @@ DEFAULT_VAL_PER_CLASS = 10
 # chosen by index, staggered across classes, so the share is exact.
 GRAYSCALE_EVERY = 20
 JPEG_QUALITY = 90
+# Images sent to a worker at once: a few, since each takes tens of ms to draw.
+CHUNK = 4
 SPLITS = ("train", "val")
 
 
@@ -69,7 +71,7 @@ def make_demo_data(out: Path, classes: int = len(DEMO_CLASSES), train_per_class:
                 raise InputError(f"{folder}: cannot create the folder ({error.strerror}); pick another DIR") from None
             for i in range(counts[split]):
                 jobs.append((str(folder / f"{class_id}_{i}.JPEG"), seed, split_index, class_index, i))
-    run_jobs(_write_one, jobs, workers, "make-demo-data")
+    run_jobs(_write_one, jobs, workers, "make-demo-data", "images", CHUNK)
     return {split: counts[split] * classes for split in SPLITS}
 
 
@@ -79,7 +81,7 @@ def make_demo_data(out: Path, classes: int = len(DEMO_CLASSES), train_per_class:
 @click.option("--train-per-class", default=DEFAULT_TRAIN_PER_CLASS, show_default=True, help="Training images per class.")
 @click.option("--val-per-class", default=DEFAULT_VAL_PER_CLASS, show_default=True, help="Validation images per class.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the whole set (same seed, same bytes).")
-@click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Processes drawing images.")
+@click.option("--workers", default=usable_cpus(), show_default=True, help="Processes drawing images.")
 @user_errors
 def main(out: Path, classes: int, train_per_class: int, val_per_class: int, seed: int, workers: int) -> None:
     """Generate the demo's image set (10 shape-and-pattern classes) in ImageNet's layout under OUT."""

@@ -23,12 +23,14 @@ import click
 from pipeline.constants import RESIZE_SHORTER
 from pipeline.errors import InputError, user_errors
 from tools.prepare.layouts import LAYOUTS, SPLITS, detect_layout, scan
-from tools.prepare.check import (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file, default_workers,
-                                 run_parallel, write_jpeg)
+from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file, write_jpeg
 from tools.prepare.report import Listed, summarize, write_lists, write_rejected, write_summary
+from tools.shared.jobs import run_jobs, usable_cpus
 
 JPEG_SUFFIXES = (".jpeg", ".jpg")
 RESIZE_MARKER = ".prepare-resize.json"
+# Fewer files than this are checked in this process: a header check takes ~0.1 ms, less than a pool's start.
+POOL_FROM_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
     jobs = [(str(options.root / row[2]), str(base / name), row[4] == "ok") for row, name in zip(todo, names)]
     start = time.perf_counter()
     label = f"resize to {options.resize}" if resizing else "repair"
-    results = run_parallel(partial(write_jpeg, quality=options.quality, shorter=options.resize), jobs, workers,
-                           label)
+    results = run_jobs(partial(write_jpeg, quality=options.quality, shorter=options.resize), jobs,
+                       _pool_size(workers, jobs), label, name="prepare")
     listed, failed = [], []
     for (index, split, rel, class_id, _, width, height), name, (outcome, message) in zip(todo, names, results):
         if outcome == "nospace":
@@ -166,7 +168,7 @@ def prepare(options: PrepareOptions) -> dict:
     _make_folder(out, "--out")
     if options.resized_root is not None:
         _check_resize_settings(options)
-    workers = options.workers or default_workers()
+    workers = options.workers or usable_cpus()
     start = time.perf_counter()
     layout = detect_layout(root) if options.layout == "auto" else options.layout
     dataset = scan(root, layout, options.devkit)
@@ -175,9 +177,10 @@ def prepare(options: PrepareOptions) -> dict:
     if not items:
         raise InputError(f"{root}: no images found in the {layout} layout (see docs/prepare.md for the layouts)")
     scan_s, start = time.perf_counter() - start, time.perf_counter()
-    verdicts = run_parallel(partial(check_file, check=options.check, min_side=options.min_side,
-                                    max_pixels=options.max_pixels),
-                            [str(root / rel) for _, rel, _ in items], workers, f"check ({options.check})")
+    paths = [str(root / rel) for _, rel, _ in items]
+    verdicts = run_jobs(partial(check_file, check=options.check, min_side=options.min_side,
+                                max_pixels=options.max_pixels),
+                        paths, _pool_size(workers, paths), f"check ({options.check})", name="prepare")
     check_s = time.perf_counter() - start
     listed, todo, rejected, fixable = _triage(options, items, verdicts)
     converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0}, []
@@ -207,6 +210,11 @@ def prepare(options: PrepareOptions) -> dict:
                          "free some space or choose another --out") from None
     summary["written"] = [str(path) for path in written]
     return summary
+
+
+def _pool_size(workers: int, jobs: list) -> int:
+    """`workers`, or 1 (this process) for fewer than POOL_FROM_FILES jobs."""
+    return workers if len(jobs) >= POOL_FROM_FILES else 1
 
 
 def _make_folder(folder: Path, flag: str) -> None:

@@ -14,7 +14,6 @@ host blocks in `next()` and the fraction approaches 1.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -23,6 +22,7 @@ import torch
 
 from pipeline.constants import CROP_SIZE
 from pipeline.errors import InputError
+from tools.shared.jobs import Progress
 
 # A progress line at most this often (seconds), so a long CPU measurement shows that it is alive:
 # rewritten in place on a terminal, a new line every PROGRESS_LOG_EVERY_S in a log file.
@@ -131,24 +131,9 @@ def make_train_step(model: torch.nn.Module, device: torch.device, amp: str, comp
     return lambda images, labels: train_step(trainer, images, labels)[0]
 
 
-class _Progress:
-    """A stderr line `label: i/n batches, x images/s`: rewritten in place on a terminal, appended in a log."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.start = self.last = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    def update(self, done: int, images: int) -> None:
-        now = time.perf_counter()
-        if now - self.last >= (PROGRESS_EVERY_S if self.tty else PROGRESS_LOG_EVERY_S):
-            self.last = now
-            line = f"  {self.label}: {done}/{self.total} batches, {images / max(now - self.start, 1e-9):,.1f} images/s"
-            print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty and self.last != self.start:
-            print(file=sys.stderr)
+def _progress(label: str, steps: int) -> Progress:
+    """The line a measurement shows while it runs: batches done, images/s."""
+    return Progress(label, steps, "batches", "images", every=PROGRESS_EVERY_S, log_every=PROGRESS_LOG_EVERY_S)
 
 
 def time_pipeline(batches: Iterator[Batch], steps: int, warmup: int, device: torch.device,
@@ -167,15 +152,15 @@ def time_pipeline(batches: Iterator[Batch], steps: int, warmup: int, device: tor
     for _ in range(warmup):
         next(batches)
     synchronize(device)
-    progress, images = _Progress(label, steps), 0
+    progress, images = _progress(label, steps), 0
     start = time.perf_counter()
-    for done in range(1, steps + 1):
+    for _ in range(steps):
         batch_images, _ = next(batches)
         images += batch_images.shape[0]
-        progress.update(done, images)
+        progress.update(counted=batch_images.shape[0])
     synchronize(device)
     seconds = time.perf_counter() - start
-    progress.close()
+    progress.finish()
     return Timing(images, seconds)
 
 
@@ -195,14 +180,14 @@ def time_model(step: TrainStep, batch: Batch, steps: int, warmup: int, device: t
     for _ in range(warmup):
         step(images, labels)
     synchronize(device)
-    progress = _Progress(label, steps)
+    progress = _progress(label, steps)
     start = time.perf_counter()
-    for done in range(1, steps + 1):
+    for _ in range(steps):
         step(images, labels)
-        progress.update(done, done * images.shape[0])
+        progress.update(counted=images.shape[0])
     synchronize(device)
     seconds = time.perf_counter() - start
-    progress.close()
+    progress.finish()
     return Timing(steps * images.shape[0], seconds)
 
 
@@ -212,16 +197,16 @@ def time_end_to_end(batches: Iterator[Batch], step: TrainStep, steps: int, warmu
     for _ in range(warmup):
         step(*to_model_input(*next(batches), device, channels_last))
     synchronize(device)
-    progress, images, waited = _Progress(label, steps), 0, 0.0
+    progress, images, waited = _progress(label, steps), 0, 0.0
     start = time.perf_counter()
-    for done in range(1, steps + 1):
+    for _ in range(steps):
         asked = time.perf_counter()
         batch_images, labels = to_model_input(*next(batches), device, channels_last)
         waited += time.perf_counter() - asked
         step(batch_images, labels)
         images += batch_images.shape[0]
-        progress.update(done, images)
+        progress.update(counted=batch_images.shape[0])
     synchronize(device)
     seconds = time.perf_counter() - start
-    progress.close()
+    progress.finish()
     return Timing(images, seconds, waited)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
+from tools.shared.jobs import usable_cpus
 
 # The default training configuration (§5): the paper's net, 1000 classes.
 ARCH, NUM_CLASSES = "alexnet", 1000
@@ -90,7 +90,7 @@ def config_json(options: BenchOptions) -> dict[str, Any]:
 
 
 def default_threads() -> str:
-    return str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return str(usable_cpus())
 
 
 def positive(values: tuple, flag: str) -> tuple:

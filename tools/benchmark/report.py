@@ -11,6 +11,7 @@ import torch
 
 from tools.benchmark.modes import Timing
 from tools.shared.figures import save_figure
+from tools.shared.jobs import usable_cpus
 
 # The five measurements, in the order they run and are shown. "pipeline"/"e2e" use the DALI loader,
 # "pil-*" the PyTorch DataLoader + PIL baseline with the same number of workers.
@@ -49,14 +50,13 @@ def machine_info(device: torch.device) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info = {
         "hostname": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
+        "cpus_usable": usable_cpus(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "dali": dali_version,

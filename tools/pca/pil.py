@@ -5,10 +5,7 @@ default because it cost less CPU per image here (docs/pca.md).
 """
 from __future__ import annotations
 
-import multiprocessing
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -17,6 +14,7 @@ from PIL import Image
 from pipeline.errors import InputError
 from pipeline.pil_image import stored_pixels
 from tools.pca.stats import PixelMoments, moments_of
+from tools.shared.jobs import job_pool
 
 # (index in the file list, path relative to ROOT)
 Item = tuple[int, str]
@@ -86,7 +84,8 @@ def run_pil(
     Args:
         root: folder the paths are relative to.
         items: (list index, relative path) pairs.
-        workers: processes; the sums are exact, so the result does not depend on this.
+        workers: processes (tools.shared.jobs; 1: in this process); the sums are exact, so the result does
+            not depend on this.
         on_error: "skip" records unreadable images; "fail" raises at the first one.
         list_path: the file list, named in error messages.
         progress: called after each chunk.
@@ -98,23 +97,8 @@ def run_pil(
         InputError: an unreadable image with on_error="fail".
     """
     tasks = [(root, list(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)]
-    if workers <= 1:
-        return _collect(map(_chunk_task, tasks), on_error, list_path, progress)
-    # spawn, not fork: the parent may hold threads (DALI, torch in tests) that fork would copy mid-state.
-    # ProcessPoolExecutor, not multiprocessing.Pool: a worker killed (e.g. for memory) breaks the pool
-    # with an error instead of leaving the parent waiting forever for the lost chunk.
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures = [executor.submit(_chunk_task, task) for task in tasks]
-        return _collect((future.result() for future in as_completed(futures)), on_error, list_path, progress)
-    except BrokenProcessPool:
-        raise InputError(
-            "a compute-pca worker process died (killed for memory?); rerun with --workers 1 to see which "
-            "image, and drop it from the list"
-        ) from None
-    finally:
-        # On an error, do not wait for the remaining chunks: each worker stops after its current one.
-        executor.shutdown(wait=False, cancel_futures=True)
+    with job_pool(workers, "compute-pca") as map_jobs:
+        return _collect(map_jobs(_chunk_task, tasks), on_error, list_path, progress)
 
 
 def _collect(

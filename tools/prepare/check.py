@@ -1,21 +1,16 @@
-"""Per-file work of `prepare`: check one image, re-encode one image (repair, resize), run many in parallel.
+"""Per-file work of `prepare`: check one image, re-encode one image (repair, resize).
 
-Worker functions take and return plain tuples so a process pool can ship them cheaply.
+Worker functions take and return plain tuples so a process pool (tools.shared.jobs) can ship them cheaply.
 """
 from __future__ import annotations
 
 import errno
 import os
 import shutil
-import sys
-import time
-from multiprocessing import get_context
-from typing import Callable, Sequence
 
 from PIL import Image, ImageOps
 
 from pipeline.pil_image import resized_size
-from pipeline.processes import worker_start_method
 from tools.prepare.header import read_header
 
 # A verdict is ("ok" | "fix" | "reject", reason, width, height).
@@ -151,60 +146,3 @@ def _remove(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
-
-
-class Progress:
-    """A one-line progress report on stderr, redrawn at most twice a second."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.start = self.last = time.perf_counter()
-
-    def update(self, count: int = 1) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if now - self.last >= 0.5 or self.done == self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} ({rate:,.0f} files/s)")
-            if self.done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def run_parallel(func: Callable, items: Sequence, workers: int, label: str) -> list:
-    """`[func(item) for item in items]` on `workers` processes, in order, with progress on stderr.
-
-    Args:
-        func: a picklable function of one item (a module-level function or a functools.partial of one).
-        items: the work.
-        workers: processes; 1 runs in this process (no pool start-up, easy to debug and test).
-        label: the progress line's name.
-
-    Returns:
-        The results, in the order of `items`.
-    """
-    progress = Progress(label, len(items))
-    if workers <= 1 or len(items) < 64:
-        results = []
-        for item in items:
-            results.append(func(item))
-            progress.update()
-        return results
-    # Big chunks: a header check takes ~0.1 ms, so per-task pickling would dominate small ones.
-    chunk = max(1, min(512, len(items) // (workers * 8)))
-    results = []
-    with get_context(worker_start_method()).Pool(workers) as pool:
-        for result in pool.imap(func, items, chunksize=chunk):
-            results.append(result)
-            progress.update()
-    return results
-
-
-def default_workers() -> int:
-    """All cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-

@@ -1,1 +1,1 @@
-"""What several tools share: figures."""
+"""What several tools share: the job runner with its progress line and CPU count, figures."""

@@ -12,11 +12,7 @@ callers, so a set is the same bytes whatever the number of worker processes.
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
-import time
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -238,39 +234,3 @@ def save_jpeg(image: Image.Image, path: str, quality: int) -> int:
     """Save baseline JPEG with 4:2:0 chroma (what cameras and ImageNet use). Returns the file's bytes."""
     image.save(path, "JPEG", quality=quality, subsampling="4:2:0", optimize=False)
     return os.path.getsize(path)
-
-
-def run_jobs(func: Callable[[tuple], int], jobs: Sequence[tuple], workers: int, what: str) -> list[int]:
-    """Run `func` over `jobs` in `workers` processes (in this process for 1), with a stderr progress line.
-
-    Args:
-        func: a module-level function (picklable) that writes one file and returns its size in bytes.
-        jobs: its arguments, one tuple per file; each job seeds its own generator, so the output does
-            not depend on `workers`.
-        workers: process count.
-        what: noun for the progress line.
-
-    Returns:
-        The sizes, in job order.
-    """
-    start = time.monotonic()
-    sizes: list[int] = []
-
-    def progress(done: int) -> None:
-        rate = done / max(time.monotonic() - start, 1e-9)
-        sys.stderr.write(f"\r{what}: {done}/{len(jobs)} ({rate:.0f}/s)")
-        if done == len(jobs):
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    if workers <= 1:
-        for job in jobs:
-            sizes.append(func(job))
-            progress(len(sizes))
-        return sizes
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for size in pool.imap(func, jobs, chunksize=4):
-            sizes.append(size)
-            if len(sizes) % 16 == 0 or len(sizes) == len(jobs):
-                progress(len(sizes))
-    return sizes

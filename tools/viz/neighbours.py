@@ -6,7 +6,6 @@ Images go through the validation preprocessing of the pipeline (shorter side 256
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +22,7 @@ from pipeline.filelist import read_class_table, read_file_list  # noqa: E402
 from pipeline.lighting import colour_stats  # noqa: E402
 from pipeline.pil_image import crop_anchor, stored_image  # noqa: E402
 from tools.shared.figures import save_figure
+from tools.shared.jobs import Progress
 
 NEIGHBOURS = 6
 
@@ -54,13 +54,13 @@ def centre_crops(root: Path, relpaths: list[str]) -> np.ndarray:
 def fc7_vectors(model: torch.nn.Module, crops: np.ndarray, mean: np.ndarray, std: np.ndarray,
                 batch_size: int = 32) -> np.ndarray:
     """fc7 activations (n, 4096) of uint8 crops, normalised as (x - mean) / std on the 0-255 scale."""
-    features = []
+    features, progress = [], Progress("fc7 features", len(crops), "images")
     for start in range(0, len(crops), batch_size):
         batch = (crops[start:start + batch_size].astype(np.float32) - mean) / std
         tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         features.append(model.fc7_features(tensor).numpy())
-        sys.stderr.write(f"\rfc7 features: {min(start + batch_size, len(crops))}/{len(crops)}")
-    sys.stderr.write("\n")
+        progress.update(len(features[-1]))
+    progress.finish()
     return np.concatenate(features)
 
 
