@@ -9,25 +9,26 @@ from PIL import Image
 
 from pipeline.errors import InputError
 from tools import demo
+from tools.demo_run.run import DEMO_RECIPE, parse_evaluation, training_args
 
 
 def test_parse_evaluation_reads_both_views():
     output = ("loading...\nruns/x.pth.tar (centre, 100 images): loss 1.2345  top-1 error 31.00 %  top-5 error 2.00 %\n"
               "runs/x.pth.tar (10-crop, 100 images): loss 1.1000  top-1 error 28.00 %  top-5 error 1.00 %\n")
-    result = demo.parse_evaluation(output)
+    result = parse_evaluation(output)
     assert result == {"centre": {"images": 100, "loss": 1.2345, "top1_err": 31.0, "top5_err": 2.0},
                       "10-crop": {"images": 100, "loss": 1.1, "top1_err": 28.0, "top5_err": 1.0}}
     with pytest.raises(InputError, match="no 'centre' result"):
-        demo.parse_evaluation("nothing here\n")
+        parse_evaluation("nothing here\n")
 
 
 def test_training_args_carry_the_recipe():
-    args = demo.training_args(demo.DEMO_RECIPE, "R", "L", "p.json", "run", "cpu", 2, max_steps=3)
+    args = training_args(DEMO_RECIPE, "R", "L", "p.json", "run", "cpu", 2, max_steps=3)
     pairs = {flag: args[args.index(flag) + 1] for flag in
              ("-a", "--device", "--max-steps", "--lr", "--init", "--normalize")}
     assert pairs["-a"] == "alexnet" and pairs["--device"] == "cpu" and pairs["--max-steps"] == "3"
-    assert pairs["--lr"] == str(demo.DEMO_RECIPE["lr"]) and pairs["--init"] == demo.DEMO_RECIPE["init"]
-    assert pairs["--normalize"] == demo.DEMO_RECIPE["normalize"] and "--dali" in args
+    assert pairs["--lr"] == str(DEMO_RECIPE["lr"]) and pairs["--init"] == DEMO_RECIPE["init"]
+    assert pairs["--normalize"] == DEMO_RECIPE["normalize"] and "--dali" in args
 
 
 @pytest.mark.slow

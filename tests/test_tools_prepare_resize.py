@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipeline.filelist import read_file_list
 from tests.test_tools_prepare_check import read_rejected, run_prepare, small_rgb, write_bad_cases
-from tools.prepare.check import PART_SUFFIX
+from tools.prepare.reencode import PART_SUFFIX
 
 
 def expected_size(width: int, height: int, shorter: int = 256) -> tuple[int, int]:

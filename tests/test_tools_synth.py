@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tools import make_bench_data, make_demo_data
+from tools.synth import sets
 from tools.synth.images import class_ids
 
 
@@ -19,7 +20,7 @@ def digests(root: Path) -> dict[str, str]:
 
 
 def test_demo_layout_sizes_and_grayscale_share(tmp_path):
-    written = make_demo_data.make_demo_data(tmp_path, classes=2, train_per_class=20, val_per_class=3, seed=0)
+    written = sets.make_demo_data(tmp_path, classes=2, train_per_class=20, val_per_class=3, seed=0)
     assert written == {"train": 40, "val": 6}
     for split, per_class in (("train", 20), ("val", 3)):
         folders = sorted(p.name for p in (tmp_path / split).iterdir())
@@ -38,9 +39,9 @@ def test_demo_layout_sizes_and_grayscale_share(tmp_path):
 
 
 def test_demo_is_deterministic_and_seeded(tmp_path):
-    make_demo_data.make_demo_data(tmp_path / "a", classes=3, train_per_class=2, val_per_class=1, seed=5, workers=1)
-    make_demo_data.make_demo_data(tmp_path / "b", classes=3, train_per_class=2, val_per_class=1, seed=5, workers=2)
-    make_demo_data.make_demo_data(tmp_path / "c", classes=3, train_per_class=2, val_per_class=1, seed=6, workers=1)
+    sets.make_demo_data(tmp_path / "a", classes=3, train_per_class=2, val_per_class=1, seed=5, workers=1)
+    sets.make_demo_data(tmp_path / "b", classes=3, train_per_class=2, val_per_class=1, seed=5, workers=2)
+    sets.make_demo_data(tmp_path / "c", classes=3, train_per_class=2, val_per_class=1, seed=6, workers=1)
     a, b, c = digests(tmp_path / "a"), digests(tmp_path / "b"), digests(tmp_path / "c")
     assert len(a) == 9 and a == b
     assert a.keys() == c.keys() and not set(a.values()) & set(c.values())
@@ -48,7 +49,7 @@ def test_demo_is_deterministic_and_seeded(tmp_path):
 
 def test_demo_classes_differ_in_content_not_only_colour(tmp_path):
     """Two images of one class differ in colour; their mean colours do not identify the class."""
-    make_demo_data.make_demo_data(tmp_path, classes=2, train_per_class=4, val_per_class=0, seed=0)
+    sets.make_demo_data(tmp_path, classes=2, train_per_class=4, val_per_class=0, seed=0)
     means = {}
     for folder in class_ids()[:2]:
         means[folder] = [np.asarray(Image.open(p).convert("RGB"), np.float32).mean((0, 1))
@@ -66,7 +67,7 @@ def test_demo_cli_rejects_bad_class_count_in_one_line(tmp_path):
 
 
 def test_bench_layout_sizes_and_weight(tmp_path):
-    sizes = make_bench_data.make_bench_data(tmp_path, count=30, val_count=3, classes=3, seed=0, workers=2)
+    sizes = sets.make_bench_data(tmp_path, count=30, val_count=3, classes=3, seed=0, workers=2)
     files = sorted((tmp_path / "train").rglob("*.JPEG"))
     assert len(files) == 30 and len(sizes["train"]) == 30 and len(sizes["val"]) == 3
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["n00000000", "n00000001", "n00000002"]
@@ -87,8 +88,8 @@ def test_bench_layout_sizes_and_weight(tmp_path):
 
 
 def test_bench_is_deterministic_across_workers(tmp_path):
-    make_bench_data.make_bench_data(tmp_path / "a", count=6, classes=2, seed=1, workers=1)
-    make_bench_data.make_bench_data(tmp_path / "b", count=6, classes=2, seed=1, workers=2)
+    sets.make_bench_data(tmp_path / "a", count=6, classes=2, seed=1, workers=1)
+    sets.make_bench_data(tmp_path / "b", count=6, classes=2, seed=1, workers=2)
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
 

@@ -9,106 +9,21 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
     imagenet-tools compute-pca --check out/pca.json                           # validate a file
 
 The pixels are those training sees: pipeline.graphs' DALI decode -> shorter side 256 -> centre 256x256
-(`--backend pil`: pipeline.pil_loader's PIL equivalent, tools.pca_stats.PREPROCESSING). The sums are
+(`--backend pil`: pipeline.pil_loader's PIL equivalent, tools.pca.stats.PREPROCESSING). The sums are
 exact integers, so the result does not depend on --workers or the list order. docs/pca.md has the
 numbers for Imagenette beside the published ImageNet ones, and the speed measurements.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
-import os
 from pathlib import Path
 
 import click
 import numpy as np
 
 from pipeline.errors import InputError, user_errors
-from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca
-from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
-from tools.shared.jobs import Progress, usable_cpus
-
-DALI_PREPROCESSING = (
-    "DALI decoders.image (device {device}) -> RGB; fn.resize(resize_shorter=256, antialias=True, "
-    "INTERP_LINEAR); fn.crop 256x256 at crop_pos 0.5 (pipeline.graphs); pixels / 255 as float64; pooled "
-    "over all pixels of all images; population covariance (divide by N)"
-)
-SIGN_CONVENTION = "each eigvec column has a positive R entry (G if R is ~0, then B)"
-# Skipped images listed by name in pca.json (all are counted).
-SKIPS_LISTED = 100
-
-
-def choose_items(entries: list[tuple[str, int]], max_images: int | None, seed: int) -> list[tuple[int, str]]:
-    """(list index, path) of the images to use: all, or a uniform sample without replacement.
-
-    Args:
-        entries: the file list's (path, label) pairs.
-        max_images: sample size; None or >= len(entries) takes every image.
-        seed: the sample's seed (numpy.random.default_rng).
-
-    Returns:
-        The chosen images in list order.
-    """
-    indices = range(len(entries))
-    if max_images is not None and max_images < len(entries):
-        chosen = np.random.default_rng(seed).choice(len(entries), size=max_images, replace=False)
-        indices = sorted(int(i) for i in chosen)
-    return [(i, entries[i][0]) for i in indices]
-
-
-def compute_moments(
-    root: Path, items: list[tuple[int, str]], list_path: Path, device: str, backend: str, workers: int,
-    on_error: str,
-) -> tuple[PixelMoments, list[tuple[int, str, str]], float]:
-    """Run the chosen backend over the items; returns (moments, skips, images/s)."""
-    progress = Progress("compute-pca", len(items), "images")
-    try:
-        if backend == "pil":
-            from tools.pca.pil import run_pil
-
-            moments, skipped = run_pil(root, items, workers, on_error, list_path, progress.update)
-        else:
-            from tools.pca.dali import run_dali
-
-            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress.update)
-    finally:
-        progress.finish()  # also before an error, so that its line starts on a line of its own
-    return moments, skipped, progress.rate()
-
-
-def pca_document(stats: PixelStatistics, moments: PixelMoments, skipped: list, info: dict) -> dict:
-    """The pca.json object (pipeline.pca.load_pca reads eigval, eigvec, mean, std, scale)."""
-    return {
-        "eigval": stats.eigval.tolist(),
-        "eigvec": stats.eigvec.tolist(),
-        "mean": stats.mean.tolist(),
-        "std": stats.std.tolist(),
-        "covariance": stats.covariance.tolist(),
-        "scale": "unit",
-        "eigvec_layout": "columns are components, rows are R, G, B",
-        "sign_convention": SIGN_CONVENTION,
-        "n_images": moments.n_images,
-        "n_pixels": moments.n_pixels,
-        "n_skipped": len(skipped),
-        "skipped": [f"{path}: {reason}" for _, path, reason in skipped[:SKIPS_LISTED]],
-        **info,
-    }
-
-
-def write_pca(document: dict, out: Path) -> None:
-    """Write pca.json atomically (temp file + rename), after checking it with pipeline.pca.load_pca."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(out.name + ".tmp")
-    temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    try:
-        load_pca(temp)
-    except InputError as error:
-        temp.unlink()
-        raise InputError(f"{out}: the statistics are unusable, nothing written ({error})") from None
-    os.replace(temp, out)
-
+from tools.pca.compute import compute_pca
+from tools.shared.jobs import usable_cpus
 
 def _check(path: Path) -> None:
     pca = load_pca(path)
@@ -149,20 +64,8 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         raise InputError("--device gpu decodes with DALI; drop --backend pil or use --device cpu")
     if device == "gpu":
         _require_cuda()
-    entries = read_file_list(list_path)
-    items = choose_items(entries, max_images, seed)
-    moments, skipped, rate = compute_moments(root, items, list_path, device, backend, workers, on_error)
-    if moments.n_images == 0:
-        raise InputError(f"{list_path}: none of the {len(items)} images could be read (first: {skipped[0][2]})")
-    preprocessing = PREPROCESSING if backend == "pil" else DALI_PREPROCESSING.format(device=device)
-    info = {
-        "preprocessing": preprocessing, "device": device, "backend": backend,
-        "list": str(list_path), "list_sha256": hashlib.sha256(list_path.read_bytes()).hexdigest(),
-        "max_images": max_images, "seed": seed,
-        "tool": "imagenet-tools compute-pca", "version": importlib.metadata.version("alexnet-dali"),
-    }
-    stats = statistics_of(moments)
-    write_pca(pca_document(stats, moments, skipped, info), out)
+    stats, moments, skipped, rate = compute_pca(list_path, root, out, max_images, seed, workers, device, backend,
+                                                on_error)
     skipped_note = f", {len(skipped)} skipped (listed in {out})" if skipped else ""
     click.echo(f"{out}: {moments.n_images} images{skipped_note}, {rate:.1f} images/s; "
                f"eigval {np.round(stats.eigval, 6).tolist()}")

@@ -13,75 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
-from pipeline.errors import InputError, user_errors
-from tools.shared.jobs import run_jobs, usable_cpus
-from tools.synth.images import photo_like_image, save_jpeg
-
-JPEG_QUALITY = 90
-# Images sent to a worker at once: a few, since each takes tens of ms to draw.
-CHUNK = 4
-# ImageNet's most common size is 500x375 (or 375x500); most others have a 500 px long side too.
-LONG_SIDE_500_SHARE = 0.7
-ASPECTS = (4 / 3, 4 / 3, 4 / 3, 3 / 2, 1.0, 5 / 4, 16 / 9)
-LANDSCAPE_SHARE = 0.75
-
-
-def image_size(rng: np.random.Generator) -> tuple[int, int]:
-    """(width, height) drawn like ImageNet's: mostly a 500 px long side at 4:3, both orientations."""
-    long_side = 500 if rng.random() < LONG_SIDE_500_SHARE else int(rng.integers(300, 801))
-    aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
-    short_side = max(64, round(long_side / aspect))
-    return (long_side, short_side) if rng.random() < LANDSCAPE_SHARE else (short_side, long_side)
-
-
-def _write_one(job: tuple) -> int:
-    """Draw and save one image; `job` = (path, seed, split index, image index, quality)."""
-    path, seed, split_index, image_index, quality = job
-    rng = np.random.default_rng([seed, split_index, image_index])
-    width, height = image_size(rng)
-    return save_jpeg(photo_like_image(rng, width, height), path, quality)
-
-
-def make_bench_data(out: Path, count: int, val_count: int = 0, classes: int = 10, seed: int = 0,
-                    workers: int = 1, quality: int = JPEG_QUALITY) -> dict[str, list[int]]:
-    """Generate `count` training (and `val_count` validation) JPEGs, spread round-robin over `classes`.
-
-    Args:
-        out: destination folder (train/ and val/ inside).
-        count, val_count: images in each split.
-        classes: class folders per split (named n00000000, n00000001, ... like WordNet ids).
-        seed: the set's seed (same seed, same bytes, whatever `workers`).
-        workers: processes.
-        quality: JPEG quality.
-
-    Returns:
-        File sizes in bytes per split.
-
-    Raises:
-        InputError: non-positive count or classes, quality outside 1-100, an unwritable folder.
-    """
-    if count < 1 or val_count < 0 or classes < 1:
-        raise InputError("--count and --classes must be >= 1, --val-count >= 0")
-    if not 1 <= quality <= 100:
-        raise InputError(f"--quality {quality}: a JPEG quality is 1-100")
-    sizes: dict[str, list[int]] = {}
-    for split_index, (split, n) in enumerate((("train", count), ("val", val_count))):
-        if n == 0:
-            continue
-        jobs = []
-        for i in range(n):
-            folder = Path(out) / split / f"n{i % classes:08d}"
-            if i < classes:
-                try:
-                    folder.mkdir(parents=True, exist_ok=True)
-                except OSError as error:
-                    raise InputError(f"{folder}: cannot create the folder ({error.strerror}); pick another DIR") from None
-            jobs.append((str(folder / f"{folder.name}_{i}.JPEG"), seed, split_index, i, quality))
-        sizes[split] = run_jobs(_write_one, jobs, workers, f"make-bench-data {split}", "images", CHUNK,
-                                 name="make-bench-data")
-    return sizes
+from pipeline.errors import user_errors
+from tools.shared.jobs import usable_cpus
+from tools.synth.sets import JPEG_QUALITY, make_bench_data
 
 
 @click.command("make-bench-data")

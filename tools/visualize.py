@@ -7,7 +7,7 @@
     imagenet-tools visualize report runs/a1 --root R --lists L --pca pca.json        # all of them + report.md
 
 RUN is a run folder (its model_best.pth.tar, else checkpoint.pth.tar) or a checkpoint file. Pictures go to
-RUNDIR/pictures/ unless --out says otherwise. The drawing lives in tools/viz_*.py.
+RUNDIR/pictures/ unless --out says otherwise. The drawing lives in tools/viz/.
 """
 from __future__ import annotations
 
@@ -16,30 +16,8 @@ from pathlib import Path
 import click
 
 from pipeline.constants import NORMALIZATIONS
-from pipeline.errors import InputError, user_errors
-
-CHECKPOINT_NAMES = ("model_best.pth.tar", "checkpoint.pth.tar")
-
-
-def find_checkpoint(run: Path) -> Path:
-    """A checkpoint file given as itself or as its run folder (model_best first, as pytorch/examples)."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    for name in CHECKPOINT_NAMES:
-        if (run / name).is_file():
-            return run / name
-    raise InputError(f"{run}: no checkpoint ({' or '.join(CHECKPOINT_NAMES)}); give a run folder or a checkpoint file")
-
-
-def run_folder(run: Path) -> Path:
-    """The folder of a run given as a folder or as one of its checkpoints."""
-    return Path(run) if Path(run).is_dir() else Path(run).parent
-
-
-def default_out(run: Path, out: Path | None, name: str) -> Path:
-    return Path(out) if out else run_folder(run) / "pictures" / name
-
+from pipeline.errors import user_errors
+from tools.viz.run_folder import default_out, find_checkpoint, run_folder
 
 RUN = click.argument("run", type=click.Path(exists=True, path_type=Path))
 OUT = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
@@ -55,7 +33,7 @@ DATA_OPTIONS = (
 )
 
 
-def data_options(func):
+def _data_options(func):
     for option in reversed(DATA_OPTIONS):
         func = option(func)
     return func
@@ -91,7 +69,7 @@ def kernels(run: Path, out: Path | None, zoom: int) -> None:
 
 @main.command("neighbours")
 @RUN
-@data_options
+@_data_options
 @OUT
 @click.option("--queries", default=5, show_default=True, help="Validation images (rows).")
 @click.option("--max-train", default=1000, show_default=True, help="Training images searched (random subset).")
@@ -107,7 +85,7 @@ def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: 
 
 
 @main.command("augment")
-@data_options
+@_data_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
 @click.option("--images", default=4, show_default=True, help="Training images shown (rows).")
 @click.option("--samples", default=4, show_default=True, help="Augmented samples per image.")
@@ -123,7 +101,7 @@ def augment(root: Path, lists: Path, pca: Path | None, normalize: str, out: Path
 
 @main.command("report")
 @RUN
-@data_options
+@_data_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Markdown file [RUNDIR/report.md].")
 @click.option("--extra", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON object of more numbers to list (e.g. a final evaluation).")
@@ -132,35 +110,12 @@ def augment(root: Path, lists: Path, pca: Path | None, normalize: str, out: Path
 def report(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, out: Path | None,
            extra: Path | None, max_train: int) -> None:
     """Every picture of RUN, and a Markdown report that links them with the run's numbers."""
-    from tools.viz.report import read_json, write_report
+    from tools.viz.report import make_pictures, read_json, write_report
 
     folder = run_folder(run)
     pictures = make_pictures(run, root, lists, pca, normalize, folder / "pictures", max_train)
     numbers = read_json(extra) if extra else None
     click.echo(write_report(folder, out or folder / "report.md", pictures, numbers))
-
-
-def make_pictures(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, folder: Path,
-                  max_train: int = 1000) -> dict[str, Path]:
-    """Draw all pictures of a run into `folder`.
-
-    Returns:
-        caption -> PNG path, in report order.
-    """
-    from tools.viz.augment import draw_augmentations
-    from tools.viz.curves import draw_curves
-    from tools.viz.kernels import draw_kernels
-    from tools.viz.neighbours import draw_neighbours
-
-    checkpoint = find_checkpoint(run)
-    return {
-        "Training samples (random 224 crops, flips, PCA lighting)":
-            draw_augmentations(root, lists, folder / "augment.png", pca),
-        "Learning curves": draw_curves(run_folder(run), folder / "curves.png"),
-        "conv1 kernels (Figure 3: tower 1 above, tower 2 below)": draw_kernels(checkpoint, folder / "conv1_kernels.png"),
-        "Nearest neighbours in fc7 space (Figure 4)":
-            draw_neighbours(checkpoint, root, lists, folder / "neighbours.png", pca, normalize, max_train=max_train),
-    }
 
 
 if __name__ == "__main__":

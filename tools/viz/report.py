@@ -1,4 +1,5 @@
-"""A Markdown report of a run: its numbers (from metrics.jsonl and an optional evaluation JSON) and pictures."""
+"""A run's pictures, all drawn at once, and a Markdown report of its numbers (from metrics.jsonl and an optional
+evaluation JSON) that links them."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,11 @@ import os
 from pathlib import Path
 
 from pipeline.errors import InputError
-from tools.viz.curves import read_metrics
+from tools.viz.augment import draw_augmentations
+from tools.viz.curves import draw_curves, read_metrics
+from tools.viz.kernels import draw_kernels
+from tools.viz.neighbours import draw_neighbours
+from tools.viz.run_folder import find_checkpoint, run_folder
 
 ROWS = (
     ("val_top1_err", "validation top-1 error, centre crop (%)"),
@@ -18,6 +23,24 @@ ROWS = (
     ("images_per_s", "training images/s"),
     ("data_wait_frac", "share of step time waiting for data"),
 )
+
+
+def make_pictures(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, folder: Path,
+                  max_train: int = 1000) -> dict[str, Path]:
+    """Draw all pictures of a run into `folder`.
+
+    Returns:
+        caption -> PNG path, in report order.
+    """
+    checkpoint = find_checkpoint(run)
+    return {
+        "Training samples (random 224 crops, flips, PCA lighting)":
+            draw_augmentations(root, lists, folder / "augment.png", pca),
+        "Learning curves": draw_curves(run_folder(run), folder / "curves.png"),
+        "conv1 kernels (Figure 3: tower 1 above, tower 2 below)": draw_kernels(checkpoint, folder / "conv1_kernels.png"),
+        "Nearest neighbours in fc7 space (Figure 4)":
+            draw_neighbours(checkpoint, root, lists, folder / "neighbours.png", pca, normalize, max_train=max_train),
+    }
 
 
 def _fmt(value) -> str:

@@ -1,0 +1,52 @@
+"""The layout docs/design.md draws: each top-level tools/*.py is one `imagenet-tools` command, its machinery
+lives in sub-packages that shadow no command, and imports run one way (tools -> model -> pipeline)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import click
+
+from tools.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = REPO / "tools"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (at any depth of the file: function-level imports count)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_each_top_level_module_is_one_registered_command() -> None:
+    commands = {name for name in (p.stem for p in TOOLS.glob("*.py")) if name not in ("__init__", "cli")}
+    assert commands == {module.removeprefix("tools.") for module, _ in COMMANDS.values()}
+    for stem in commands:
+        module = __import__(f"tools.{stem}", fromlist=["main"])
+        assert isinstance(module.main, click.Command), stem
+        # Click only: every public function or class of the file is a command (visualize's are subcommands).
+        defined = [node.name for node in ast.parse((TOOLS / f"{stem}.py").read_text()).body
+                   if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")]
+        assert all(isinstance(getattr(module, name), click.Command) for name in defined), (stem, defined)
+
+
+def test_no_package_shadows_a_command() -> None:
+    packages = {p.name for p in TOOLS.iterdir() if (p / "__init__.py").is_file()}
+    assert packages and not packages & {p.stem for p in TOOLS.glob("*.py")}
+
+
+def test_imports_run_one_way() -> None:
+    for layer, forbidden in (("pipeline", ("model", "tools")), ("model", ("tools",))):
+        for path in sorted((REPO / layer).glob("*.py")):
+            upward = {m for m in imported_modules(path) if m.split(".")[0] in forbidden}
+            assert not upward, (path.name, upward)
+    for path in sorted(TOOLS.glob("*/*.py")):
+        commands = {m for m in imported_modules(path) if m.count(".") == 1 and m.startswith("tools.")
+                    and (TOOLS / f"{m.split('.')[1]}.py").is_file()}
+        assert not commands, (path, commands)  # the machinery never imports a command module

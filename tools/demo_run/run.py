@@ -1,0 +1,173 @@
+"""The demo's run: every stage of the toolkit on generated data, each as its own process, as a user would type it.
+
+`tools/demo.py` is its command line (`imagenet-tools demo`); docs/demo.md explains the recipe and shows a real run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.errors import InputError
+
+# The demo's recipe (docs/demo.md has the measurements behind it). The network is the paper's `alexnet`
+# (towers, LRN, dropout, 224 crops, the paper's SGD with momentum 0.9 and weight decay 5e-4); what differs
+# is the start and the schedule: He initialisation with unit-scale inputs leaves the initial plateau within
+# ~30 steps, where the paper's N(0, 0.01) needs far more steps than 10 minutes on 2 cores allow.
+DEMO_RECIPE = {
+    "classes": 10, "train_per_class": 60, "val_per_class": 10, "epochs": 12, "batch_size": 32, "lr": 0.01,
+    "momentum": 0.9, "normalize": "meanstd", "init": "kaiming", "schedule": "step", "step_size": 9,
+}
+EVAL_LINE = re.compile(r"\((centre|10-crop), (\d+) images\): loss ([\d.]+)\s+top-1 error ([\d.]+) %\s+"
+                       r"top-5 error ([\d.]+) %")
+
+
+class Stages:
+    """Runs the demo's stages as subprocesses: echoes each command, tees its output to DIR/demo.log, times it."""
+
+    def __init__(self, out: Path) -> None:
+        self.log = open(out / "demo.log", "w", encoding="utf-8")
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, argv: list[str], shown: str) -> str:
+        """Run `argv` (shown to the user as `shown`); return its stdout+stderr. Raises InputError on failure."""
+        click.echo(f"\n== {name}: {shown}", err=True)
+        self.log.write(f"\n== {name}: {shlex.join(argv)}\n")
+        start = time.monotonic()
+        # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                   env=env)
+        lines = []
+        for line in process.stdout:  # stream: training prints progress as it goes
+            sys.stderr.write(line)
+            self.log.write(line)
+            lines.append(line)
+        process.wait()
+        self.times[name] = time.monotonic() - start
+        self.log.flush()
+        if process.returncode != 0:
+            last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+            raise InputError(f"demo stage '{name}' failed (exit {process.returncode}): {last}; see {self.log.name}")
+        return "".join(lines)
+
+    def tool(self, name: str, *args: str) -> str:
+        """An `imagenet-tools` subcommand, run as `python -m tools.cli ...` with this interpreter."""
+        args = [str(a) for a in args]
+        return self.run(name, [sys.executable, "-m", "tools.cli", *args], shlex.join(["imagenet-tools", *args]))
+
+    def module(self, name: str, module: str, *args: str) -> str:
+        """`python -m module ...` with this interpreter."""
+        args = [str(a) for a in args]
+        return self.run(name, [sys.executable, "-m", module, *args], shlex.join(["python", "-m", module, *args]))
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def parse_evaluation(output: str) -> dict[str, dict[str, float]]:
+    """The "(centre|10-crop, N images): loss L  top-1 error E %  top-5 error F %" lines of `model.train -e`."""
+    results = {}
+    for view, count, loss, top1, top5 in EVAL_LINE.findall(output):
+        results[view] = {"images": int(count), "loss": float(loss), "top1_err": float(top1), "top5_err": float(top5)}
+    if "centre" not in results:
+        raise InputError("the evaluation printed no 'centre' result line; see demo.log")
+    return results
+
+
+def pick_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_args(recipe: dict, root: Path, lists: Path, pca: Path, run: Path, device: str, workers: int,
+                  max_steps: int | None) -> list[str]:
+    """The `python -m model.train` flags of the demo run."""
+    args = ["--root", root, "--lists", lists, "--pca", pca, "--out", run, "-a", "alexnet",
+            "--epochs", recipe["epochs"], "-b", recipe["batch_size"], "--lr", recipe["lr"],
+            "--momentum", recipe["momentum"], "--normalize", recipe["normalize"], "--init", recipe["init"],
+            "--schedule", recipe["schedule"], "--step-size", recipe["step_size"], "--device", device,
+            "--workers", workers, "--dali", "-p", 5]
+    if max_steps:
+        args += ["--max-steps", max_steps]
+    return [str(a) for a in args]
+
+
+def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int | None = None,
+             max_train_neighbours: int = 300, **overrides) -> dict:
+    """Run every stage; see the module docstring.
+
+    Args:
+        out: the demo's folder (data/, data256/, lists/, pca.json, run/, demo.log).
+        device: "auto", "cpu" or "cuda".
+        workers: DALI threads and worker processes.
+        max_steps: stop training after this many steps (smoke tests).
+        max_train_neighbours: training images searched for the Figure 4 picture.
+        overrides: DEMO_RECIPE entries to change (train_per_class, epochs, lr, ...).
+
+    Returns:
+        The summary also written to DIR/run/final_eval.json.
+    """
+    unknown = set(overrides) - set(DEMO_RECIPE)
+    if unknown:
+        raise InputError(f"unknown demo settings: {', '.join(sorted(unknown))}")
+    recipe = {**DEMO_RECIPE, **{k: v for k, v in overrides.items() if v is not None}}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(device)
+    data, resized, lists, pca, run = out / "data", out / "data256", out / "lists", out / "pca.json", out / "run"
+    start = time.monotonic()
+    stages = Stages(out)
+    try:
+        stages.tool("data", "make-demo-data", data, "--classes", recipe["classes"], "--train-per-class", recipe["train_per_class"],
+                    "--val-per-class", recipe["val_per_class"], "--workers", workers)
+        stages.tool("prepare", "prepare", data, "--out", lists, "--resize", 256, "--resized-root", resized,
+                    "--workers", workers)
+        stages.tool("pca", "compute-pca", "--list", lists / "train.txt", "--root", resized, "--out", pca,
+                    "--workers", workers, "--device", "gpu" if device.startswith("cuda") else "cpu")
+        stages.module("train", "model.train", *training_args(recipe, resized, lists, pca, run, device, workers,
+                                                             max_steps))
+        checkpoint = run / "checkpoint.pth.tar"
+        output = stages.module("10-crop", "model.train", "--root", resized, "--lists", lists, "--pca", pca,
+                               "--out", run, "-a", "alexnet", "-e", "--resume", checkpoint, "--ten-crop",
+                               "--normalize", recipe["normalize"], "--device", device, "--workers", workers,
+                               "-b", recipe["batch_size"])
+        results = parse_evaluation(output)
+        summary = {"device": device, "recipe": recipe, "evaluation": results,
+                   "stage_seconds": {k: round(v, 1) for k, v in stages.times.items()}}
+        numbers = {f"{view} top-1 accuracy (%)": round(100 - r["top1_err"], 2) for view, r in results.items()}
+        numbers.update({f"{view} top-5 accuracy (%)": round(100 - r["top5_err"], 2) for view, r in results.items()})
+        (run / "final_eval.json").write_text(json.dumps(numbers, indent=1))
+        stages.tool("pictures", "visualize", "report", run, "--root", resized, "--lists", lists, "--pca", pca,
+                    "--normalize", recipe["normalize"], "--extra", run / "final_eval.json",
+                    "--max-train", max_train_neighbours)
+    finally:
+        stages.close()
+    summary["wall_s"] = round(time.monotonic() - start, 1)
+    summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
+    (run / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def summary_lines(summary: dict, out: Path) -> list[str]:
+    """The demo's last words: accuracy per view, wall time per stage, where the report is."""
+    lines = []
+    for view, r in summary["evaluation"].items():
+        name = "centre crop" if view == "centre" else "10 crops   "
+        lines.append(f"validation, {name} ({r['images']} images): top-1 accuracy {100 - r['top1_err']:.1f} %, "
+                     f"top-5 accuracy {100 - r['top5_err']:.1f} %")
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
+    lines.append(f"wall time {summary['wall_s']:.0f} s on {summary['device']} ({stages})")
+    lines.append(f"report: {out / 'run' / 'report.md'}")
+    return lines
