@@ -50,3 +50,25 @@ def test_imports_run_one_way() -> None:
         commands = {m for m in imported_modules(path) if m.count(".") == 1 and m.startswith("tools.")
                     and (TOOLS / f"{m.split('.')[1]}.py").is_file()}
         assert not commands, (path, commands)  # the machinery never imports a command module
+
+
+def test_importing_the_tools_changes_no_global_setting() -> None:
+    """No import-time side effects: PIL's pixel limit and matplotlib's backend are set where they are needed."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import importlib, pkgutil
+import matplotlib, PIL.Image
+import tools
+limit, backend = PIL.Image.MAX_IMAGE_PIXELS, matplotlib.rcParams["backend"]
+for module in pkgutil.walk_packages(tools.__path__, "tools."):
+    importlib.import_module(module.name)
+assert PIL.Image.MAX_IMAGE_PIXELS == limit, PIL.Image.MAX_IMAGE_PIXELS
+assert matplotlib.rcParams["backend"] == backend, matplotlib.rcParams["backend"]
+"""
+    env = {**os.environ, "MPLBACKEND": "svg"}  # not Agg, so that a matplotlib.use("Agg") at import shows
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -148,3 +148,11 @@ def test_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(visualize.main, ["kernels", str(tmp_path)])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "no checkpoint" in result.output
+
+
+def test_augment_has_no_normalize_flag(data, tmp_path):
+    """The samples are drawn before normalisation: `visualize augment` takes no --normalize (it ignored it)."""
+    root, lists = data
+    args = ["augment", "--root", str(root), "--lists", str(lists), "--normalize", "mean", "--out", str(tmp_path / "a.png")]
+    result = CliRunner().invoke(visualize.main, args)
+    assert result.exit_code == 2 and "No such option '--normalize'" in result.output

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
-from tools.viz.views import draw_grid, run_preview
+from tools.viz.views import draw_grid, run_exposed
 
 
 @click.command(name="preview")
@@ -49,8 +49,7 @@ def main(root: Path, file_list: Path, split: str, count: int, start: int, sample
     if missing:
         raise InputError(f"{root / missing[0]}: listed in {file_list} but missing; is ROOT right?")
     cfg = DataConfig(root=root, pca=pca, seed=seed, device=device, device_id=0 if device == "gpu" else None)  # type: ignore[arg-type]
-    arrays = run_preview(cfg, split, entries, samples)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = run_exposed(cfg, split, entries, samples)
     draw_grid(root, arrays, split, samples, out)
     click.echo(f"wrote {out} ({len(entries)} images, split {split})")
     if npz is not None:

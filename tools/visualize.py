@@ -28,9 +28,9 @@ DATA_OPTIONS = (
                  help="prepare's output folder (train.txt, val.txt, classes.tsv)."),
     click.option("--pca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  help="The run's pca.json (default: published ImageNet values)."),
-    click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="mean", show_default=True,
-                 help="The run's normalisation."),
 )
+NORMALIZE = click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="mean", show_default=True,
+                         help="The run's normalisation.")
 
 
 def _data_options(func):
@@ -70,6 +70,7 @@ def kernels(run: Path, out: Path | None, zoom: int) -> None:
 @main.command("neighbours")
 @RUN
 @_data_options
+@NORMALIZE
 @OUT
 @click.option("--queries", default=5, show_default=True, help="Validation images (rows).")
 @click.option("--max-train", default=1000, show_default=True, help="Training images searched (random subset).")
@@ -91,10 +92,9 @@ def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: 
 @click.option("--samples", default=4, show_default=True, help="Augmented samples per image.")
 @click.option("--seed", default=0, show_default=True)
 @user_errors
-def augment(root: Path, lists: Path, pca: Path | None, normalize: str, out: Path, images: int, samples: int,
-            seed: int) -> None:
+def augment(root: Path, lists: Path, pca: Path | None, out: Path, images: int, samples: int, seed: int) -> None:
     """Originals, their stored 256x256 images, and training samples (crops, flips, PCA lighting)."""
-    from tools.viz.augment import draw_augmentations
+    from tools.viz.views import draw_augmentations
 
     click.echo(draw_augmentations(root, lists, out, pca, images, samples, seed))
 
@@ -102,6 +102,7 @@ def augment(root: Path, lists: Path, pca: Path | None, normalize: str, out: Path
 @main.command("report")
 @RUN
 @_data_options
+@NORMALIZE
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Markdown file [RUNDIR/report.md].")
 @click.option("--extra", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON object of more numbers to list (e.g. a final evaluation).")

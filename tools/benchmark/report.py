@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from tools.benchmark.modes import Timing
-from tools.shared.figures import save_figure
+from tools.shared.figures import pyplot, save_figure
 from tools.shared.jobs import usable_cpus
 
 # The five measurements, in the order they run and are shown. "pipeline"/"e2e" use the DALI loader,
@@ -152,11 +152,7 @@ def row_label(row: dict[str, Any], varying: Sequence[str]) -> str:
 
 def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """A grouped bar chart: one group per sweep point, one bar per mode (images/s), written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     varying = [key for key in SHORT_KEYS if len({str(row[key]) for row in rows}) > 1]
     modes = [mode for mode in MODES if any(mode in row["modes"] for row in rows)]
     width = 0.8 / max(len(modes), 1)

@@ -1,7 +1,21 @@
-"""What every picture of the toolkit does last: lay out, write the PNG (making its folder), free the figure."""
+"""What every picture of the toolkit does first and last: matplotlib drawing into files, then the PNG written
+(making its folder) and the figure freed."""
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only: no display on a training machine).
+
+    Chosen when a picture is drawn, not when a module is imported, so importing a tool changes nothing.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(figure, path: Path | str, dpi: int) -> Path:
@@ -15,8 +29,7 @@ def save_figure(figure, path: Path | str, dpi: int) -> Path:
     Returns:
         `path` as a Path.
     """
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     path = Path(path)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,13 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on a training machine
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pipeline.errors import InputError  # noqa: E402
-from tools.shared.figures import save_figure
+from pipeline.errors import InputError
+from tools.shared.figures import pyplot, save_figure
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -69,7 +64,7 @@ def draw_curves(metrics: Path, out_png: Path) -> Path:
         out_png.
     """
     records = read_metrics(metrics)
-    figure, (loss_axes, error_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (loss_axes, error_axes) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     for key, style in (("train_loss", "C0-"), ("val_loss", "C1-")):
         epochs, values = _series(records, key)
         if values:

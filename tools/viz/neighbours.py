@@ -8,21 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from model.alexnet import build_model  # noqa: E402
-from pipeline.constants import CROP_SIZE, STORED_SIZE  # noqa: E402
-from pipeline.errors import InputError  # noqa: E402
-from pipeline.filelist import read_class_table, read_file_list  # noqa: E402
-from pipeline.lighting import colour_stats  # noqa: E402
-from pipeline.pil_image import crop_anchor, stored_image  # noqa: E402
-from tools.shared.figures import save_figure
+from model.alexnet import build_model
+from pipeline.constants import CROP_SIZE, STORED_SIZE
+from pipeline.errors import InputError
+from pipeline.filelist import read_class_table, read_file_list
+from pipeline.lighting import colour_stats
+from pipeline.pil_image import crop_anchor, stored_image
+from tools.shared.figures import pyplot, save_figure
 from tools.shared.jobs import Progress
+from tools.viz.views import pick
 
 NEIGHBOURS = 6
 
@@ -72,21 +69,6 @@ def nearest(queries: np.ndarray, database: np.ndarray, k: int = NEIGHBOURS) -> n
     return np.argsort(distances, axis=1, kind="stable")[:, :k]
 
 
-def pick(entries: list[tuple[str, int]], count: int, seed: int) -> list[tuple[str, int]]:
-    """`count` entries spread over the classes (round-robin over labels, random within a label)."""
-    rng = np.random.default_rng(seed)
-    by_label: dict[int, list] = {}
-    for entry in entries:
-        by_label.setdefault(entry[1], []).append(entry)
-    pools = [list(rng.permutation(len(v))) for v in by_label.values()]
-    chosen, labels = [], list(by_label)
-    while len(chosen) < min(count, len(entries)):
-        for label, pool in zip(labels, pools):
-            if pool and len(chosen) < count:
-                chosen.append(by_label[label][pool.pop()])
-    return chosen
-
-
 def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pca: Path | None = None,
                     normalize: str = "mean", queries: int = 5, max_train: int = 1000, seed: int = 0) -> Path:
     """Figure 4: each row a validation image, then its NEIGHBOURS nearest training images in fc7 space.
@@ -117,7 +99,7 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
     index = nearest(fc7_vectors(model, val_crops, stats.mean, stats.std),
                     fc7_vectors(model, train_crops, stats.mean, stats.std))
     k = index.shape[1]
-    figure, axes = plt.subplots(len(val), k + 1, figsize=(1.6 * (k + 1), 1.75 * len(val)), squeeze=False)
+    figure, axes = pyplot().subplots(len(val), k + 1, figsize=(1.6 * (k + 1), 1.75 * len(val)), squeeze=False)
     for row, (query, label) in enumerate(val):
         cells = [(val_crops[row], label, "red")] + [(train_crops[j], train[j][1], "none") for j in index[row]]
         for column, (crop, cls, edge) in enumerate(cells):

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 from pipeline.errors import InputError
-from tools.viz.augment import draw_augmentations
 from tools.viz.curves import draw_curves, read_metrics
 from tools.viz.kernels import draw_kernels
 from tools.viz.neighbours import draw_neighbours
 from tools.viz.run_folder import find_checkpoint, run_folder
+from tools.viz.views import draw_augmentations
 
 ROWS = (
     ("val_top1_err", "validation top-1 error, centre crop (%)"),
