@@ -9,8 +9,12 @@ STORED_SIZE = 256
 # §4.1: random 224x224 patches of the 256x256 image (and their reflections) for training;
 # at test time the centre patch, or the ten patches of §6 (four corners + centre, and their flips).
 CROP_SIZE = 224
-TEN_CROP_VIEWS = 10
 FLIP_PROBABILITY = 0.5
+# §6's ten views as (crop_pos_x, crop_pos_y, mirror), in torchvision's TenCrop order: top-left,
+# top-right, bottom-left, bottom-right, centre, then the same five mirrored.
+TEN_CROP_POSITIONS = tuple(
+    (x, y, mirror) for mirror in (0, 1) for (x, y) in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
+)
 
 # §2: the paper subtracts the mean activity over the training set. These are the ImageNet mean and
 # standard deviation of RGB pixels (the values torchvision uses), on the 0-255 scale. A user's own

@@ -14,18 +14,15 @@ image as extra outputs (EXPOSED_OUTPUTS), for `imagenet-tools preview --npz` and
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from pipeline.config import DataConfig
-from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE
-from pipeline.errors import InputError
-from pipeline.filelist import read_file_list
+from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE, TEN_CROP_POSITIONS
 from pipeline.lighting import ColourStats, colour_stats, dali_alpha, dali_mean_minus, dali_offset
+from pipeline.splits import Split, split_entries
 
-Split = Literal["train", "val", "ten_crop"]
-SPLITS = ("train", "val", "ten_crop")
 READER_NAME = "Reader"
 OUTPUTS = ("images", "labels")
 # Extra outputs with expose=True. stored: the 256x256 uint8 HWC image; raw: the crop(s) as float32
@@ -36,24 +33,6 @@ EXPOSED_OUTPUTS = {
     "val": ("stored", "raw"),
     "ten_crop": ("stored", "raw"),
 }
-# §6's ten views as (crop_pos_x, crop_pos_y, mirror), in torchvision's TenCrop order: top-left,
-# top-right, bottom-left, bottom-right, centre, then the same five mirrored.
-TEN_CROP_POSITIONS = tuple(
-    (x, y, mirror) for mirror in (0, 1) for (x, y) in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
-)
-
-
-def split_entries(cfg: DataConfig, split: Split) -> list[tuple[str, int]]:
-    """The (relative path, label) pairs of a split's file list (train_list for train, val_list otherwise)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    list_path = cfg.train_list if split == "train" else cfg.val_list
-    if list_path is None:
-        which = "train_list" if split == "train" else "val_list"
-        raise InputError(f"no {which} given for the {split} split; write the lists with `imagenet-tools prepare`")
-    return read_file_list(list_path, cfg.num_classes)
-
-
 def pipeline_seed(seed: int, shard_id: int) -> int:
     """The augmentation seed of one shard: distinct per shard, so GPUs do not draw identical crops."""
     return (seed * 1_000_003 + shard_id) % (2**31 - 1)
@@ -214,11 +193,6 @@ def build_pipeline(
         seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
     )
     return pipe, names
-
-
-def shard_bounds(num_images: int, shard_id: int, num_shards: int) -> tuple[int, int]:
-    """[start, end) of a shard in the file list, as DALI's readers split it."""
-    return num_images * shard_id // num_shards, num_images * (shard_id + 1) // num_shards
 
 
 def as_numpy(output) -> np.ndarray:

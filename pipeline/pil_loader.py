@@ -14,13 +14,12 @@ import numpy as np
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.constants import FLIP_PROBABILITY, STORED_SIZE
+from pipeline.constants import FLIP_PROBABILITY, STORED_SIZE, TEN_CROP_POSITIONS
 from pipeline.errors import InputError
-from pipeline.graphs import TEN_CROP_POSITIONS, shard_bounds, split_entries
 from pipeline.lighting import ColourStats, colour_stats, lighting_offset
 from pipeline.pil_image import crop_anchor, stored_image
 from pipeline.processes import worker_start_method
-from pipeline.loader import batches_per_epoch, images_per_epoch
+from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
 
 def augment(stored: np.ndarray, crop: int, x: int, y: int, flip: bool, offset: np.ndarray) -> np.ndarray:

@@ -19,13 +19,14 @@ import numpy as np
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
+from pipeline.splits import SPLITS
 from tools.viz.views import draw_grid, run_exposed
 
 
 @click.command(name="preview")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.argument("file_list", type=click.Path(path_type=Path))
-@click.option("--split", type=click.Choice(["train", "val", "ten_crop"]), default="train", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @click.option("--images", "count", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Images from the start of the list (after --start).")
 @click.option("--start", type=click.IntRange(0), default=0, show_default=True, help="First line of the list to use.")

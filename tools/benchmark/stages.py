@@ -35,7 +35,8 @@ def _dali_probe(cfg: DataConfig, stage: str):
     from nvidia.dali import fn, types
 
     # The graph's own reader and stored-image nodes, so each probe times exactly what the toolkit runs.
-    from pipeline.graphs import build_pipeline, conditional_pipeline, decode_stored, read_files, split_entries
+    from pipeline.graphs import build_pipeline, conditional_pipeline, decode_stored, read_files
+    from pipeline.splits import split_entries
 
     if stage == "train":
         pipe, _ = build_pipeline(cfg, "train")
@@ -81,7 +82,7 @@ def profile_stages(cfg: DataConfig, batches: int, warmup: int) -> dict[str, floa
     Returns:
         {"dali read": ms, ..., "pil train": ms}, in the order of the module docstring.
     """
-    from pipeline.graphs import split_entries
+    from pipeline.splits import split_entries
     from pipeline.lighting import colour_stats
     from pipeline.pil_loader import ImageListDataset, stored_image
 

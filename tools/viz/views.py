@@ -17,7 +17,7 @@ from pipeline.config import DataConfig
 from pipeline.filelist import read_file_list
 from tools.shared.figures import pyplot, save_figure
 
-# §6's ten views in pipeline.graphs.TEN_CROP_POSITIONS' order.
+# §6's ten views in pipeline.constants.TEN_CROP_POSITIONS' order.
 TEN_CROP_TITLES = tuple(f"{corner}{' flipped' if mirrored else ''}" for mirrored in (0, 1)
                         for corner in ("top-left", "top-right", "bottom-left", "bottom-right", "centre"))
 AUGMENT_TITLE = "training samples from the DALI training graph (before normalisation)"
@@ -29,9 +29,9 @@ def run_exposed(cfg: DataConfig, split: str, entries: list[tuple[str, int]], sam
     Returns:
         The graph's exposed outputs as NumPy arrays ("raw" renamed "images"), plus "files".
     """
+    from pipeline.dali_loader import corrupt_image_error
     from pipeline.graphs import as_numpy, build_pipeline
-
-    from pipeline.loader import check_config, corrupt_image_error
+    from pipeline.loader import check_config
 
     check_config(cfg)
     repeats = samples if split == "train" else 1
