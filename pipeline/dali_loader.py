@@ -14,24 +14,23 @@ import torch
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
 from pipeline.graphs import READER_NAME, build_pipeline
+from pipeline.signatures import HEAD_BYTES, image_format
 from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
 # DALI names the failing file in some of its errors, absolute ("File mapping failed: /a/b.JPEG") or relative
 # to file_root ("Failed to decode sample #3 : train/n01/x.JPEG"); for others ("nvImageCodec failure") the
 # loader looks for a file whose first bytes are not an image's.
 _NAMED_FILE = re.compile(r"(?:sample #\d+ : |failed: )(.+?)\s*$", re.MULTILINE)
-_IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP", b"P1", b"P2",
-                b"P3", b"P4", b"P5", b"P6")
 
 
 def looks_like_image(path: Path) -> bool:
     """Whether a file starts like an image DALI can decode (JPEG, PNG, GIF, BMP, TIFF, WebP, JPEG 2000, PNM)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(12)
+            head = handle.read(HEAD_BYTES)
     except OSError:
         return False
-    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return image_format(head) != ""
 
 
 def find_failed_file(message: str, root: Path, entries: Sequence[tuple[str, int]]) -> Path | None:

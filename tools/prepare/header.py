@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pipeline.signatures import image_format
+
 # Read this much at once: enough for the markers before the scan of nearly every camera JPEG.
 HEAD_BYTES = 16384
 # A complete JPEG ends with FF D9; look for it in this many final bytes first (some writers pad).
@@ -19,11 +21,9 @@ SOF_HUFFMAN = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}
 SOF_UNSUPPORTED = {0xC3: "lossless", 0xC5: "hierarchical", 0xC6: "hierarchical", 0xC7: "lossless",
                    0xCB: "lossless", 0xCD: "hierarchical", 0xCE: "hierarchical", 0xCF: "lossless"}
 EOI, SOS = 0xD9, 0xDA
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Signatures of other formats PIL can open; their size comes from PIL (see prepare_check).
-OTHER_SIGNATURES = (
-    (b"GIF87a", "gif"), (b"GIF89a", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
-)
+# Formats besides JPEG and PNG that prepare accepts (re-encoded as JPEG); their size comes from PIL
+# (tools/prepare/check.py). Others with a signature (JPEG 2000, PNM) count as not an image, as before.
+OTHER_FORMATS = ("gif", "bmp", "tiff", "webp")
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,13 @@ def read_header(path: str | os.PathLike) -> Header:
         if size == 0:
             return Header("", problem="empty file")
         reader = _Reader(handle, size)
-        head = reader.data
-        if head[:2] == b"\xff\xd8":  # SOI; a file cut after it is a truncated JPEG
+        kind = image_format(reader.data)
+        if kind == "jpeg":
             return _read_jpeg(reader)
-        if head[:8] == PNG_SIGNATURE:
-            return _read_png(head)
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            return Header("webp")
-        for signature, name in OTHER_SIGNATURES:
-            if head.startswith(signature):
-                return Header(name)
+        if kind == "png":
+            return _read_png(reader.data)
+        if kind in OTHER_FORMATS:
+            return Header(kind)
         return Header("", problem="not an image (no JPEG/PNG/GIF/BMP/TIFF/WebP signature)")
 
 
