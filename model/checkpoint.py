@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from model.alexnet import build_model
 from pipeline.errors import InputError
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
@@ -148,6 +150,21 @@ def checkpoint_classes(state_dict: dict) -> int:
         if key in state_dict:
             return int(state_dict[key].shape[0])
     return -1
+
+
+def model_from(state: dict, path: Path) -> nn.Module:
+    """The network of a checkpoint that load_checkpoint read, its weights loaded, in eval mode on the CPU.
+
+    Raises:
+        InputError: the weights do not fit the checkpoint's architecture and class count.
+    """
+    try:
+        model = build_model(state["arch"], int(state["num_classes"]))
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise InputError(f"{path}: its weights do not fit -a {state['arch']} ({reason})") from None
+    return model.eval()
 
 
 def rng_state(devices: tuple[torch.device, ...] = ()) -> dict:

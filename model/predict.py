@@ -12,8 +12,7 @@ from pathlib import Path
 import click
 import torch
 
-from model.alexnet import build_model
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, model_from
 from pipeline.constants import CROP_SIZE, NORMALIZATIONS
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_class_table
@@ -75,9 +74,7 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
         torch_device = torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
-    model = build_model(state["arch"], state["num_classes"])
-    model.load_state_dict(state["state_dict"])
-    model.to(torch_device).eval()
+    model = model_from(state, Path(checkpoint)).to(torch_device)
     for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path, torch_device)):
         print(image)
         for index, prob in zip(indices, probs):

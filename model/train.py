@@ -20,6 +20,7 @@ from model.alexnet import ARCHS, INITS
 from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
 from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.engine import evaluate
+from model.parallel import PARALLEL_MODES
 from model.run import Session, fit, open_session
 from pipeline.config import DataConfig
 from pipeline.constants import NORMALIZATIONS
@@ -110,7 +111,7 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/alexnet", help="Run folder.")
 @click.option("--max-steps", type=INT_1, default=None, help="Stop after this many steps in total (short runs).")
 @click.option("--checkpoint-every", type=INT_1, default=None, help="Also checkpoint every N steps mid-epoch.")
-@click.option("--parallel", type=click.Choice(("none", "towers", "ddp")), default="none",
+@click.option("--parallel", type=click.Choice(PARALLEL_MODES), default="none",
               help="towers: the paper's two towers on --gpus; ddp: one process per GPU (torchrun).")
 @click.option("--gpus", default=None, help="towers: the two devices, e.g. cuda:0,cuda:1.")
 @user_errors

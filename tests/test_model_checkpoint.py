@@ -129,3 +129,24 @@ def test_weights_without_optimizer_cannot_resume_but_can_be_evaluated(tmp_path):
     assert load_checkpoint(tmp_path / "w.pth")["arch"] == "alexnet"
     with pytest.raises(InputError, match="cannot resume"):
         load_checkpoint(tmp_path / "w.pth", for_resume=True)
+
+
+def test_model_from_a_checkpoint_and_weights_that_do_not_fit(tmp_path):
+    """The one way a trained network is rebuilt (predict, the pictures): same weights, eval mode; a mismatch is
+    one InputError line naming the file."""
+    from model.alexnet import build_model
+    from model.checkpoint import model_from
+
+    torch.manual_seed(0)
+    trained = build_model("alexnet", 3)
+    state = {**small_checkpoint(), "state_dict": trained.state_dict()}
+    save_checkpoint(state, tmp_path, is_best=False)
+    path = tmp_path / CHECKPOINT_NAME
+    model = model_from(load_checkpoint(path), path)
+    assert not model.training
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    save_checkpoint(small_checkpoint(), tmp_path, is_best=False)  # only a small fake fc8
+    with pytest.raises(InputError) as error:
+        model_from(load_checkpoint(path), path)
+    assert str(error.value).startswith(f"{path}: its weights do not fit -a alexnet (") and "\n" not in str(error.value)

@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 import torch
 
+from model.alexnet import ARCHS
 from pipeline.errors import InputError, user_errors
 from tools.benchmark.options import (AMP_CHOICES, ARCH, COMPILE_MODES, BenchOptions, choices, default_threads,
                                      hw_loads, positive, resolve_datasets, split_values)
@@ -50,7 +51,7 @@ from tools.benchmark.stages import format_stages
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1),
               help="Run each measurement this many times and report the median (for a busy machine).")
 @click.option("--modes", default=",".join(MODES), show_default=True, help="Which measurements, comma-separated.")
-@click.option("--arch", type=click.Choice(["alexnet", "alexnet_owt"]), default=ARCH, show_default=True)
+@click.option("--arch", type=click.Choice(ARCHS), default=ARCH, show_default=True)
 @click.option("--stages", is_flag=True,
               help="Also profile CPU ms per image stage by stage (decode, resize, crop; DALI and PIL), CPU only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results here.")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from model.checkpoint import CHECKPOINT_NAME
 from pipeline.errors import InputError
 
 # The demo's recipe (docs/demo.md has the measurements behind it). The network is the paper's `alexnet`
@@ -138,7 +139,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
                     "--workers", workers, "--device", "gpu" if device.startswith("cuda") else "cpu")
         stages.module("train", "model.train", *training_args(recipe, resized, lists, pca, run, device, workers,
                                                              max_steps))
-        checkpoint = run / "checkpoint.pth.tar"
+        checkpoint = run / CHECKPOINT_NAME
         output = stages.module("10-crop", "model.train", "--root", resized, "--lists", lists, "--pca", pca,
                                "--out", run, "-a", "alexnet", "-e", "--resume", checkpoint, "--ten-crop",
                                "--normalize", recipe["normalize"], "--device", device, "--workers", workers,

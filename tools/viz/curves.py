@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from model.run_log import METRICS_NAME
 from pipeline.errors import InputError
 from tools.shared.figures import pyplot, save_figure
-
-METRICS_NAME = "metrics.jsonl"
 
 
 def read_metrics(path: Path) -> list[dict]:

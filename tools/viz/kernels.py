@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
+from model.checkpoint import load_checkpoint
 from pipeline.errors import InputError
 
 COLUMNS = 16
@@ -69,13 +69,7 @@ def kernel_mosaic(weight: np.ndarray, zoom: int = ZOOM) -> np.ndarray:
 def conv1_weight(checkpoint: Path) -> np.ndarray:
     """conv1 weights of a model.train checkpoint (the paper's `alexnet` or torchvision's layout)."""
     path = Path(checkpoint)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint; give a run's checkpoint.pth.tar or model_best.pth.tar")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        raise InputError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    weights = state.get("state_dict", {}) if isinstance(state, dict) else {}
+    weights = load_checkpoint(path)["state_dict"]
     for key in ("conv1.weight", "features.0.weight"):
         if key in weights:
             return weights[key].float().numpy()

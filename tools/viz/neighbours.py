@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.alexnet import build_model
+from model.checkpoint import load_checkpoint, model_from
 from pipeline.constants import CROP_SIZE, STORED_SIZE
-from pipeline.errors import InputError
 from pipeline.filelist import read_class_table, read_file_list
 from pipeline.lighting import colour_stats
 from pipeline.pil_image import crop_anchor, stored_image
@@ -22,22 +21,6 @@ from tools.shared.jobs import Progress
 from tools.viz.views import pick
 
 NEIGHBOURS = 6
-
-
-def load_model(checkpoint: Path) -> torch.nn.Module:
-    """The network of a model.train checkpoint (keys arch, num_classes, state_dict), in eval mode on CPU."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint; give a run's checkpoint.pth.tar or model_best.pth.tar")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(state["arch"], int(state["num_classes"]))
-        model.load_state_dict(state["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as error:
-        raise InputError(f"{path}: not a model.train checkpoint with arch, num_classes and state_dict ({error})") from None
-    except Exception as error:  # unpickling failures come in several types
-        raise InputError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    return model.eval()
 
 
 def centre_crops(root: Path, relpaths: list[str]) -> np.ndarray:
@@ -86,7 +69,7 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
         out_png.
     """
     lists = Path(lists)
-    model = load_model(checkpoint)
+    model = model_from(load_checkpoint(checkpoint), checkpoint)
     train = read_file_list(lists / "train.txt")
     val = pick(read_file_list(lists / "val.txt"), queries, seed)
     if len(train) > max_train:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.checkpoint import BEST_NAME, CHECKPOINT_NAME
 from pipeline.errors import InputError
 
-CHECKPOINT_NAMES = ("model_best.pth.tar", "checkpoint.pth.tar")
+CHECKPOINT_NAMES = (BEST_NAME, CHECKPOINT_NAME)
 
 
 def find_checkpoint(run: Path) -> Path:
