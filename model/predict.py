@@ -2,14 +2,16 @@
 
     python -m model.predict runs/a1/model_best.pth.tar photo1.jpg photo2.jpg --classes lists/classes.tsv
 
-Preprocessing is validation's, by construction: the PIL baseline's validation dataset (shorter side 256,
-centre 256x256, centre 224 crop, the normalisation the checkpoint was trained with).
+Preprocessing is validation's, by construction: the PIL baseline's stored image, centre crop and
+normalisation (shorter side 256, centre 256x256, centre 224 crop, the normalisation the checkpoint was
+trained with).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, model_from
@@ -17,7 +19,8 @@ from pipeline.constants import CROP_SIZE, NORMALIZATIONS
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_class_table
 from pipeline.lighting import colour_stats
-from pipeline.pil_loader import ImageListDataset
+from pipeline.pil_image import centre_crop, stored_image
+from pipeline.pil_loader import normalised
 
 TOP = 5
 
@@ -36,12 +39,11 @@ def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Pat
     Returns:
         One (indices, probabilities) pair per image, most likely first.
     """
-    dataset = ImageListDataset(Path("/"), [(str(Path(p).resolve()), 0) for p in images], "val",
-                               colour_stats(pca, normalize), CROP_SIZE, 0.0)
+    stats = colour_stats(pca, normalize)
     results = []
     with torch.no_grad():
-        for index in range(len(dataset)):
-            tensor, _ = dataset[index]
+        for path in images:
+            tensor = normalised(centre_crop(stored_image(Path(path)), CROP_SIZE).astype(np.float32), stats)
             probs = torch.softmax(model(tensor[None].to(device)).float(), dim=1)[0]
             values, indices = probs.topk(min(top, probs.numel()))
             results.append((indices.tolist(), values.tolist()))

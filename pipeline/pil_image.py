@@ -26,6 +26,12 @@ def resized_size(width: int, height: int, shorter: int = RESIZE_SHORTER) -> tupl
     return max(1, round(width * scale)), shorter
 
 
+def centre_crop(stored: np.ndarray, crop: int) -> np.ndarray:
+    """Validation's view (§4.1): the centre crop x crop of a stored 256x256 image, at DALI's crop_pos 0.5."""
+    start = crop_anchor(STORED_SIZE, crop, 0.5)
+    return stored[start : start + crop, start : start + crop]
+
+
 def stored_pixels(image: Image.Image) -> np.ndarray:
     """Shorter side -> 256 (PIL's bilinear, which widens its filter when shrinking: antialiased), centre 256x256.
 

@@ -17,7 +17,7 @@ from pipeline.config import DataConfig
 from pipeline.constants import FLIP_PROBABILITY, STORED_SIZE, TEN_CROP_POSITIONS
 from pipeline.errors import InputError
 from pipeline.lighting import ColourStats, colour_stats, lighting_offset
-from pipeline.pil_image import crop_anchor, stored_image
+from pipeline.pil_image import centre_crop, crop_anchor, stored_image
 from pipeline.processes import worker_start_method
 from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
@@ -28,6 +28,11 @@ def augment(stored: np.ndarray, crop: int, x: int, y: int, flip: bool, offset: n
     if flip:
         view = view[:, ::-1]
     return view + offset.astype(np.float32)
+
+
+def normalised(raw: np.ndarray, stats: ColourStats) -> torch.Tensor:
+    """Views on 0-255, (..., H, W, 3) -> (raw - mean) / std as a (..., 3, H, W) tensor: what the network takes."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis((raw - stats.mean) / stats.std, -1, -3)))
 
 
 class ImageListDataset(torch.utils.data.Dataset):
@@ -56,16 +61,16 @@ class ImageListDataset(torch.utils.data.Dataset):
             x, y, flip, alpha = self.draw()
             params = dict(crop_x=x, crop_y=y, flip=int(flip), alpha=alpha)
             return augment(stored, self.crop, x, y, flip, lighting_offset(self.stats, alpha)), params
+        if self.split == "val":
+            return centre_crop(stored, self.crop).astype(np.float32), {}
         corners = [(crop_anchor(STORED_SIZE, self.crop, px), crop_anchor(STORED_SIZE, self.crop, py), m)
-                   for px, py, m in (TEN_CROP_POSITIONS if self.split == "ten_crop" else [(0.5, 0.5, 0)])]
-        crops = np.stack([augment(stored, self.crop, x, y, bool(m), zero) for x, y, m in corners])
-        return (crops if self.split == "ten_crop" else crops[0]), {}
+                   for px, py, m in TEN_CROP_POSITIONS]
+        return np.stack([augment(stored, self.crop, x, y, bool(m), zero) for x, y, m in corners]), {}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.entries[index]
         raw, _ = self.views(stored_image(self.root / path))
-        normalised = (raw - self.stats.mean) / self.stats.std
-        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(normalised, -1, -3))), label
+        return normalised(raw, self.stats), label
 
 
 class ShardSampler(torch.utils.data.Sampler):

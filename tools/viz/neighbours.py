@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, model_from
-from pipeline.constants import CROP_SIZE, STORED_SIZE
+from pipeline.constants import CROP_SIZE
 from pipeline.filelist import read_class_table, read_file_list
-from pipeline.lighting import colour_stats
-from pipeline.pil_image import crop_anchor, stored_image
+from pipeline.lighting import ColourStats, colour_stats
+from pipeline.pil_image import centre_crop, stored_image
+from pipeline.pil_loader import normalised
 from tools.shared.figures import pyplot, save_figure
 from tools.shared.jobs import Progress
 from tools.viz.views import pick
@@ -25,20 +26,16 @@ NEIGHBOURS = 6
 
 def centre_crops(root: Path, relpaths: list[str]) -> np.ndarray:
     """The validation view of each image: uint8 (n, 224, 224, 3)."""
-    offset = crop_anchor(STORED_SIZE, CROP_SIZE, 0.5)
-    return np.stack([stored_image(Path(root) / p)[offset:offset + CROP_SIZE, offset:offset + CROP_SIZE]
-                     for p in relpaths])
+    return np.stack([centre_crop(stored_image(Path(root) / p), CROP_SIZE) for p in relpaths])
 
 
 @torch.no_grad()
-def fc7_vectors(model: torch.nn.Module, crops: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                batch_size: int = 32) -> np.ndarray:
-    """fc7 activations (n, 4096) of uint8 crops, normalised as (x - mean) / std on the 0-255 scale."""
+def fc7_vectors(model: torch.nn.Module, crops: np.ndarray, stats: ColourStats, batch_size: int = 32) -> np.ndarray:
+    """fc7 activations (n, 4096) of uint8 crops, normalised as the pipeline does ((x - mean) / std, 0-255 scale)."""
     features, progress = [], Progress("fc7 features", len(crops), "images")
     for start in range(0, len(crops), batch_size):
-        batch = (crops[start:start + batch_size].astype(np.float32) - mean) / std
-        tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
-        features.append(model.fc7_features(tensor).numpy())
+        batch = normalised(crops[start:start + batch_size].astype(np.float32), stats)
+        features.append(model.fc7_features(batch).numpy())
         progress.update(len(features[-1]))
     progress.finish()
     return np.concatenate(features)
@@ -79,8 +76,7 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
     stats = colour_stats(pca, normalize)
     train_crops = centre_crops(root, [p for p, _ in train])
     val_crops = centre_crops(root, [p for p, _ in val])
-    index = nearest(fc7_vectors(model, val_crops, stats.mean, stats.std),
-                    fc7_vectors(model, train_crops, stats.mean, stats.std))
+    index = nearest(fc7_vectors(model, val_crops, stats), fc7_vectors(model, train_crops, stats))
     k = index.shape[1]
     figure, axes = pyplot().subplots(len(val), k + 1, figsize=(1.6 * (k + 1), 1.75 * len(val)), squeeze=False)
     for row, (query, label) in enumerate(val):
