@@ -2,7 +2,7 @@
 
 Batches come only from a loader built by `pipeline.loader.make_loader` (or anything that yields
 `(images, labels)`); the loops never look inside it. Policy (checkpoints, signals, step limits) lives
-in model/train.py and reaches the loop through the `after_step` callback.
+in model/run.py and reaches the loop through the `after_step` callback.
 """
 from __future__ import annotations
 

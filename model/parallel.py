@@ -6,7 +6,7 @@ The training loop calls only this module, so it reads the same in every mode:
     model = wrap_model(build_model("alexnet"), ctx)  # one device, TowerAlexNet, or DDP
     ...  images/labels go to ctx.device; loss on ctx.device
     correct = all_reduce_sum(correct, ctx)           # metrics summed over ranks (identity unless ddp)
-    if ctx.is_main: save(unwrap_state_dict(model, ctx))   # always the one-device `alexnet` keys
+    if ctx.is_main: save(unwrap_state_dict(model))   # always the one-device `alexnet` keys
     cleanup(ctx)
 
 Commands (docs/parallel.md has more):
@@ -177,12 +177,11 @@ def wrap_model(model: nn.Module, ctx: ParallelContext) -> nn.Module:
     return model
 
 
-def unwrap_state_dict(model: nn.Module, ctx: ParallelContext) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights under the one-device `alexnet` keys (conv1.weight ... fc8.bias), on the CPU.
 
     Args:
         model: what wrap_model returned.
-        ctx: from init_parallel.
 
     Returns:
         A state dict any mode can load (CPU tensors, so a checkpoint does not pin a device).
@@ -191,13 +190,12 @@ def unwrap_state_dict(model: nn.Module, ctx: ParallelContext) -> dict[str, torch
     return {key: value.detach().cpu() for key, value in inner.state_dict().items()}
 
 
-def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], ctx: ParallelContext) -> None:
+def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load one-device `alexnet` weights into what wrap_model returned (any mode).
 
     Args:
         model: what wrap_model returned.
         state: a state dict with the one-device keys, e.g. a checkpoint's "state_dict".
-        ctx: from init_parallel.
     """
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     inner.load_state_dict(state)
@@ -226,12 +224,6 @@ def all_gather_object(value, ctx: ParallelContext) -> list:
     values: list = [None] * ctx.world_size
     dist.all_gather_object(values, value)
     return values
-
-
-def barrier(ctx: ParallelContext) -> None:
-    """Wait for every rank (e.g. before reading a checkpoint rank 0 wrote); nothing unless ddp."""
-    if ctx.mode == "ddp" and ctx.world_size > 1:
-        dist.barrier()
 
 
 def cleanup(ctx: ParallelContext) -> None:

@@ -155,7 +155,7 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
     pos = session.position
     state = {
         "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
-        "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net, session.ctx),
+        "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net),
         "best_acc1": pos.best_acc1, "optimizer": parallel.optimizer_state_dict(session.trainer.optimizer, session.net, session.ctx),
         "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng[0],
         "rng_ranks": rng if len(rng) > 1 else None,

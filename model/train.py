@@ -7,7 +7,7 @@
 
 Per epoch one line on stdout, one JSON line in RUNDIR/metrics.jsonl, RUNDIR/checkpoint.pth.tar (and
 model_best.pth.tar). SIGINT/SIGTERM: the step in flight finishes, a checkpoint is written, exit 0.
-docs/training.md has real runs. The loop itself is model/engine.py; this file is the CLI and the policy.
+docs/training.md has real runs. The loop itself is model/engine.py, the policy (checkpoints, signals, step limits) model/run.py; this file is the CLI.
 """
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def _worker(rank: int, port: int, out_dir: str, device: str) -> None:
     fewest = min_over_ranks(5 + rank, ctx)  # e.g. batches per epoch: 5 on rank 0, 6 on rank 1
     fitted = _fit_unequal_shards(rank, Path(out_dir), device)
     torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main, str(ctx.device), ctx.backend), "fewest": fewest,
-                "losses": losses, "grads": grads, "state": unwrap_state_dict(model, ctx), "fitted": fitted},
+                "losses": losses, "grads": grads, "state": unwrap_state_dict(model), "fitted": fitted},
                Path(out_dir) / f"rank{rank}.pt")
     cleanup(ctx)
 
@@ -99,7 +99,7 @@ def _fit_unequal_shards(rank: int, out: Path, device: str) -> tuple[int, dict[st
         DataConfig(root=out, batch_size=1), OptimConfig(lr=0.001), ScheduleConfig(epochs=1),
         RunConfig(arch="alexnet", out=out / "fit", device=device, parallel="ddp", print_freq=100))
     run_module.fit(session)
-    return session.position.step, unwrap_state_dict(session.net, session.ctx)
+    return session.position.step, unwrap_state_dict(session.net)
 
 
 def _stop_worker(rank: int, port: int, out_dir: str, device: str) -> None:

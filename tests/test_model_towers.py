@@ -136,7 +136,7 @@ def test_sgd_steps_give_the_same_losses_and_weights():
             optimizer.step()
             losses.append(loss.item())
         assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6), step
-    got = unwrap_state_dict(towers, ctx)
+    got = unwrap_state_dict(towers)
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-6, msg=key)
 
@@ -178,11 +178,11 @@ def test_state_dict_keys_and_round_trip_between_modes():
     assert [towers.towers[k]["fc8"].weight.shape[0] for k in (0, 1)] == [3, 2]
 
     other = _reference(seed=5, classes=5)
-    load_state_dict(towers, other.state_dict(), ctx)
+    load_state_dict(towers, other.state_dict())
     for key, value in other.state_dict().items():
-        assert torch.equal(unwrap_state_dict(towers, ctx)[key], value), key
+        assert torch.equal(unwrap_state_dict(towers)[key], value), key
     fresh = AlexNet(num_classes=5)
-    fresh.load_state_dict(unwrap_state_dict(towers, ctx))  # towers -> one device
+    fresh.load_state_dict(unwrap_state_dict(towers))  # towers -> one device
     assert torch.equal(fresh.conv3.weight, other.conv3.weight)
     assert torch.equal(towers.towers[1]["conv3"].weight, other.conv3.weight[192:])
 

@@ -9,7 +9,7 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
     imagenet-tools compute-pca --check out/pca.json                           # validate a file
 
 The pixels are those training sees: pipeline.graphs' DALI decode -> shorter side 256 -> centre 256x256
-(`--backend pil`: pipeline.pil_loader's PIL equivalent, tools.pca.stats.PREPROCESSING). The sums are
+(`--backend pil`: pipeline.pil_image's PIL equivalent, tools.pca.stats.PREPROCESSING). The sums are
 exact integers, so the result does not depend on --workers or the list order. docs/pca.md has the
 numbers for Imagenette beside the published ImageNet ones, and the speed measurements.
 """
@@ -41,7 +41,7 @@ def _check(path: Path) -> None:
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["dali", "pil"]), default=None,
               help="pil (default with --device cpu: 475 vs 415 images/s on 2 cores, docs/pca.md): "
-                   "pipeline.pil_loader's decode + resize; dali (default with --device gpu): the training graph's.")
+                   "pipeline.pil_image's decode + resize; dali (default with --device gpu): the training graph's.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable images: skip and count them, or stop at the first.")
 @click.option("--check", "check_path", type=click.Path(path_type=Path), default=None,

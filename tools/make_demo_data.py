@@ -4,7 +4,7 @@
     imagenet-tools make-demo-data demo/data --train-per-class 200 --val-per-class 50 --seed 1
 
 Writes DIR/train/<class id>/<class id>_<i>.JPEG and DIR/val/<class id>/... Each class is a shape filled with
-its own pattern (tools/synth_images.py DEMO_CLASSES) at a random size, position, rotation and colours, on a
+its own pattern (tools/synth/images.py DEMO_CLASSES) at a random size, position, rotation and colours, on a
 textured background; images are 300-700 px per side and a few are grayscale, as in ImageNet. The same seed
 gives the same bytes, whatever --workers.
 """

@@ -12,7 +12,7 @@ stage than the previous probe, so the differences between lines are the stages' 
                          pipeline.graphs' stored image
     dali train           the toolkit's whole training graph (pipeline.graphs.build_pipeline)
     pil decode           PIL open + convert("RGB")
-    pil stored           pipeline.pil_loader.stored_image (decode, resize, centre crop)
+    pil stored           pipeline.pil_image.stored_image (decode, resize, centre crop)
     pil train            pipeline.pil_loader's dataset item (stored image, crop, flip, lighting, normalise)
 
 CPU graphs only (device "cpu"); the PIL probes run in this process, without DataLoader workers.
@@ -84,7 +84,8 @@ def profile_stages(cfg: DataConfig, batches: int, warmup: int) -> dict[str, floa
     """
     from pipeline.splits import split_entries
     from pipeline.lighting import colour_stats
-    from pipeline.pil_loader import ImageListDataset, stored_image
+    from pipeline.pil_image import stored_image
+    from pipeline.pil_loader import ImageListDataset
 
     result = {}
     for stage in DALI_STAGES:

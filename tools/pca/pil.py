@@ -1,7 +1,7 @@
 """`compute-pca --backend pil`: PIL decode + resize in worker processes, exact NumPy moments per image.
 
-The pixels are pipeline.pil_loader's (tools.pca_stats.PREPROCESSING). DALI (tools/pca_dali.py) is the
-default because it cost less CPU per image here (docs/pca.md).
+The pixels are pipeline.pil_image.stored_pixels' (tools.pca.stats.PREPROCESSING). PIL is the default with
+--device cpu because it cost less CPU per image here than DALI's CPU operators (tools/pca/dali.py; docs/pca.md).
 """
 from __future__ import annotations
 
