@@ -1,4 +1,4 @@
-"""How worker processes are started, for every process pool of the toolkit (PIL DataLoader, prepare)."""
+"""How worker processes are started, for every process pool of the toolkit (PIL DataLoader, tools.shared.jobs)."""
 from __future__ import annotations
 
 import multiprocessing
