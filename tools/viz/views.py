@@ -87,7 +87,7 @@ def draw_grid(root: Path, arrays: dict[str, np.ndarray], split: str, samples: in
     if split == "ten_crop":
         views = [v[0] for v in views]
     columns = 2 + len(views[0])
-    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.6 * rows), squeeze=False)
     for r in range(rows):
         file = arrays["files"][r * per_image]
         with Image.open(Path(root) / file) as original:
