@@ -20,7 +20,7 @@ from typing import Iterator, Literal, Sequence
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.constants import NORMALIZATIONS, STORED_SIZE
+from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, STORED_SIZE
 from pipeline.errors import InputError
 from pipeline.graphs import READER_NAME, SPLITS, build_pipeline, shard_bounds, split_entries
 
@@ -80,7 +80,8 @@ def corrupt_image_error(error: Exception, root: Path, entries: Sequence[tuple[st
 def check_config(cfg: DataConfig) -> None:
     """Reject values the graphs cannot run with, in one line each (the CLI may not have range-checked them)."""
     choices = {"device": ("cpu", "gpu"), "normalize": NORMALIZATIONS, "layout": ("NCHW", "NHWC"),
-               "dtype": ("float32", "float16"), "train_last_batch": ("drop", "fill")}
+               "dtype": ("float32", "float16"), "train_last_batch": ("drop", "fill"),
+               "lighting_scale": LIGHTING_SCALES, "mean_window": MEAN_WINDOWS}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise InputError(f"unknown {name} {getattr(cfg, name)!r}; expected one of {', '.join(allowed)}")

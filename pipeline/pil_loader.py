@@ -4,6 +4,7 @@
 benchmark's reference point). Semantics match pipeline.graphs: shorter side 256 (PIL's antialiased
 bilinear), centre 256x256 with the same rounding as DALI, then a random 224 crop at an integer position,
 a flip with p = 0.5, PCA lighting, normalisation (train); the centre 224 (val); §6's ten views (ten_crop).
+Lighting and normalisation are pipeline/lighting.py's, the one definition the DALI graphs use too.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pipeline.config import DataConfig
 from pipeline.constants import FLIP_PROBABILITY, STORED_SIZE
 from pipeline.errors import InputError
 from pipeline.graphs import TEN_CROP_POSITIONS, shard_bounds, split_entries
-from pipeline.lighting import ColourStats, colour_stats, lighting_offset
+from pipeline.lighting import ColourStats, colour_stats, lighting_offset, subtracted_mean, train_divisor
 from pipeline.pil_image import crop_anchor, stored_image
 from pipeline.processes import worker_start_method
 from pipeline.loader import batches_per_epoch, images_per_epoch
@@ -32,12 +33,16 @@ def augment(stored: np.ndarray, crop: int, x: int, y: int, flip: bool, offset: n
 
 
 class ImageListDataset(torch.utils.data.Dataset):
-    """(relative path, label) entries -> (CHW float tensor, label), augmented like the DALI graph of a split."""
+    """(relative path, label) entries -> (CHW float tensor, label), augmented like the DALI graph of a split.
+
+    `rescale`: divide training images by (1 + alpha_std) too (DataConfig.lighting_rescale, cuda-convnet2's).
+    """
 
     def __init__(self, root: Path, entries: Sequence[tuple[str, int]], split: str, stats: ColourStats,
-                 crop: int, alpha_std: float) -> None:
+                 crop: int, alpha_std: float, rescale: bool = False) -> None:
         self.root, self.entries, self.split = Path(root), list(entries), split
         self.stats, self.crop, self.alpha_std = stats, crop, alpha_std
+        self.divisor = train_divisor(alpha_std, rescale) if split == "train" else 1.0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -51,21 +56,30 @@ class ImageListDataset(torch.utils.data.Dataset):
         return x, y, flip, alpha
 
     def views(self, stored: np.ndarray) -> tuple[np.ndarray, dict]:
-        """The split's crop(s) of a stored image on 0-255 (before normalisation), and the parameters drawn."""
+        """The split's crop(s) of a stored image on 0-255 (before normalisation), and the parameters drawn
+        (train: crop_x, crop_y, flip, alpha; every split: windows, the (x, y, flip) of each view)."""
         zero = np.zeros(3, np.float32)
         if self.split == "train":
             x, y, flip, alpha = self.draw()
-            params = dict(crop_x=x, crop_y=y, flip=int(flip), alpha=alpha)
+            params = dict(crop_x=x, crop_y=y, flip=int(flip), alpha=alpha, windows=[(x, y, flip)])
             return augment(stored, self.crop, x, y, flip, lighting_offset(self.stats, alpha)), params
-        corners = [(crop_anchor(STORED_SIZE, self.crop, px), crop_anchor(STORED_SIZE, self.crop, py), m)
+        corners = [(crop_anchor(STORED_SIZE, self.crop, px), crop_anchor(STORED_SIZE, self.crop, py), bool(m))
                    for px, py, m in (TEN_CROP_POSITIONS if self.split == "ten_crop" else [(0.5, 0.5, 0)])]
-        crops = np.stack([augment(stored, self.crop, x, y, bool(m), zero) for x, y, m in corners])
-        return (crops if self.split == "ten_crop" else crops[0]), {}
+        crops = np.stack([augment(stored, self.crop, x, y, m, zero) for x, y, m in corners])
+        return (crops if self.split == "ten_crop" else crops[0]), dict(windows=corners)
+
+    def normalised(self, raw: np.ndarray, windows: list[tuple[int, int, bool]]) -> np.ndarray:
+        """(raw - mean) / std per view, the mean being pipeline.lighting.subtracted_mean of the view's window."""
+        if self.stats.mean_image is None:
+            means = self.stats.mean  # the same (3,) for every view
+        else:
+            means = np.stack([subtracted_mean(self.stats, self.crop, *window) for window in windows]).reshape(raw.shape)
+        return (raw - means) / (self.stats.std * self.divisor)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.entries[index]
-        raw, _ = self.views(stored_image(self.root / path))
-        normalised = (raw - self.stats.mean) / self.stats.std
+        raw, params = self.views(stored_image(self.root / path))
+        normalised = self.normalised(raw, params["windows"]).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(np.moveaxis(normalised, -1, -3))), label
 
 
@@ -104,8 +118,9 @@ class PilLoader:
 
     def __init__(self, cfg: DataConfig, split: str, *, shard_id: int = 0, num_shards: int = 1) -> None:
         entries = split_entries(cfg, split)  # type: ignore[arg-type]
-        stats = colour_stats(cfg.pca, cfg.normalize)
-        self.dataset = ImageListDataset(cfg.root, entries, split, stats, cfg.crop, cfg.pca_alpha_std)
+        stats = colour_stats(cfg.pca, cfg.normalize, cfg.lighting_scale, cfg.mean_window)
+        self.dataset = ImageListDataset(cfg.root, entries, split, stats, cfg.crop, cfg.pca_alpha_std,
+                                        cfg.lighting_rescale)
         self.sampler = ShardSampler(len(entries), cfg.batch_size, split, cfg.train_last_batch, cfg.seed,
                                     shard_id, num_shards)
         self.num_images = len(self.sampler)
