@@ -10,7 +10,8 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
 
 The pixels are those training sees: pipeline.graphs' DALI decode -> shorter side 256 -> centre 256x256
 (`--backend pil`: pipeline.pil_loader's PIL equivalent, tools.pca_stats.PREPROCESSING). The sums are
-exact integers, so the result does not depend on --workers or the list order. docs/pca.md has the
+exact integers, so the result does not depend on --workers or the list order. The per-pixel mean of the
+stored images (the mean image, §2, for `--normalize image`) goes beside pca.json (pipeline/pca.py). docs/pca.md has the
 numbers for Imagenette beside the published ImageNet ones, and the speed measurements.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
-from pipeline.pca import load_pca
+from pipeline.pca import load_pca, mean_image_file, write_mean_image
 from tools.pca_stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 
 DALI_PREPROCESSING = (
@@ -127,22 +128,45 @@ def pca_document(stats: PixelStatistics, moments: PixelMoments, skipped: list, i
     }
 
 
-def write_pca(document: dict, out: Path) -> None:
-    """Write pca.json atomically (temp file + rename), after checking it with pipeline.pca.load_pca."""
+def write_pca(document: dict, out: Path, mean_image: np.ndarray | None = None) -> None:
+    """Write pca.json atomically (temp file + rename), after checking it with pipeline.pca.load_pca.
+
+    The mean image goes first into its own content-named file beside it (pipeline.pca.write_mean_image);
+    the side file of the pca.json this one replaces is deleted once the new pair is in place.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = mean_image_file(out)
+    if mean_image is not None:
+        document = {**document, "mean_image": write_mean_image(mean_image, out)}
+    new = mean_image_file_of(document, out)
     temp = out.with_name(out.name + ".tmp")
     temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     try:
         load_pca(temp)
     except InputError as error:
         temp.unlink()
+        if new is not None and new != previous:
+            new.unlink(missing_ok=True)
         raise InputError(f"{out}: the statistics are unusable, nothing written ({error})") from None
     os.replace(temp, out)
+    if previous is not None and previous != new:
+        previous.unlink(missing_ok=True)
+
+
+def mean_image_file_of(document: dict, out: Path) -> Path | None:
+    entry = document.get("mean_image")
+    return out.parent / entry["file"] if entry else None
 
 
 def _check(path: Path) -> None:
     pca = load_pca(path)
     click.echo(f"{path}: ok; eigval {np.round(pca.eigval, 6).tolist()}, mean {np.round(pca.mean, 4).tolist()}")
+    if pca.mean_image is not None:
+        levels = pca.mean_image * 255
+        low, high = levels.min(axis=(0, 1)), levels.max(axis=(0, 1))
+        click.echo(f"mean image {mean_image_file(path).name}: {'x'.join(map(str, levels.shape))}, per channel "
+                   f"(R, G, B) {np.round(low, 1).tolist()} to {np.round(high, 1).tolist()} grey levels, "
+                   f"std over pixels {np.round(levels.std(axis=(0, 1)), 2).tolist()}")
 
 
 @click.command(name="compute-pca")
@@ -192,7 +216,7 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         "tool": "imagenet-tools compute-pca", "version": importlib.metadata.version("alexnet-dali"),
     }
     stats = statistics_of(moments)
-    write_pca(pca_document(stats, moments, skipped, info), out)
+    write_pca(pca_document(stats, moments, skipped, info), out, stats.mean_image)
     skipped_note = f", {len(skipped)} skipped (listed in {out})" if skipped else ""
     click.echo(f"{out}: {moments.n_images} images{skipped_note}, {rate:.1f} images/s; "
                f"eigval {np.round(stats.eigval, 6).tolist()}")
