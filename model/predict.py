@@ -14,6 +14,7 @@ import torch
 
 from model.alexnet import build_model
 from model.checkpoint import load_checkpoint
+from model.variants import net_of_checkpoint
 from pipeline.constants import CROP_SIZE, NORMALIZATIONS
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_class_table
@@ -24,21 +25,23 @@ TOP = 5
 
 
 def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Path | None,
-            device: torch.device, top: int = TOP) -> list[tuple[list[int], list[float]]]:
+            device: torch.device, top: int = TOP, mean_window: str = "centre") -> list[tuple[list[int], list[float]]]:
     """Top-`top` class indices and softmax probabilities for each image.
 
     Args:
         model: a network in eval mode on `device`.
         images: image files (any format PIL reads).
-        normalize, pca: the training run's normalisation ("mean"/"meanstd") and pca.json (None: defaults).
+        normalize, pca: the training run's normalisation ("image"/"mean"/"meanstd") and pca.json (None: defaults).
         device: where the model is.
         top: how many classes per image.
+        mean_window: the run's window of the mean image (normalize "image"; the centre view takes the same
+            window in both readings).
 
     Returns:
         One (indices, probabilities) pair per image, most likely first.
     """
     dataset = ImageListDataset(Path("/"), [(str(Path(p).resolve()), 0) for p in images], "val",
-                               colour_stats(pca, normalize), CROP_SIZE, 0.0)
+                               colour_stats(pca, normalize, mean_window=mean_window), CROP_SIZE, 0.0)
     results = []
     with torch.no_grad():
         for index in range(len(dataset)):
@@ -75,10 +78,12 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
         torch_device = torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
-    model = build_model(state["arch"], state["num_classes"])
+    model = build_model(state["arch"], state["num_classes"], net=net_of_checkpoint(state))
     model.load_state_dict(state["state_dict"])
     model.to(torch_device).eval()
-    for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path, torch_device)):
+    window = data_config.get("mean_window", "centre")
+    for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path,
+                                                       torch_device, mean_window=window)):
         print(image)
         for index, prob in zip(indices, probs):
             wnid, name = table[index]
