@@ -123,6 +123,7 @@ def test_contradictions_are_refused_in_one_line(tiny, tmp_path, args, message):
 
 def test_checkpoints_remember_the_network_for_resume_evaluate_and_predict(tiny, tmp_path):
     from model.predict import main as predict_main
+    from tools.viz_neighbours import load_model
 
     root, lists = tiny
     out = tmp_path / "run"
@@ -146,3 +147,6 @@ def test_checkpoints_remember_the_network_for_resume_evaluate_and_predict(tiny, 
     predicted = CliRunner().invoke(predict_main, [str(out / "checkpoint.pth.tar"), str(image),
                                                   "--classes", str(lists / "classes.tsv")])
     assert predicted.exit_code == 0 and predicted.output.count("%") == 3, predicted.output
+    model, data = load_model(out / "checkpoint.pth.tar")
+    assert model.conv1.out_channels == 48 and isinstance(model.lrn, torch.nn.Identity)
+    assert data["normalize"] == "mean"

@@ -50,8 +50,8 @@ DATA_OPTIONS = (
                  help="prepare's output folder (train.txt, val.txt, classes.tsv)."),
     click.option("--pca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  help="The run's pca.json (default: published ImageNet values)."),
-    click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="mean", show_default=True,
-                 help="The run's normalisation."),
+    click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
+                 help="The run's normalisation (default: the checkpoint's)."),
 )
 
 

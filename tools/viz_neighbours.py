@@ -17,30 +17,35 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from model.alexnet import build_model  # noqa: E402
+from model.variants import net_of_checkpoint  # noqa: E402
 from pipeline.constants import CROP_SIZE, STORED_SIZE  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.filelist import read_class_table, read_file_list  # noqa: E402
-from pipeline.lighting import colour_stats  # noqa: E402
+from pipeline.lighting import colour_stats, subtracted_mean  # noqa: E402
 from pipeline.pil_image import crop_anchor, stored_image  # noqa: E402
 from tools.plotting import save_figure
 
 NEIGHBOURS = 6
 
 
-def load_model(checkpoint: Path) -> torch.nn.Module:
-    """The network of a model.train checkpoint (keys arch, num_classes, state_dict), in eval mode on CPU."""
+def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict]:
+    """The network of a model.train checkpoint (keys arch, num_classes, state_dict, net), in eval mode on CPU,
+    and the DataConfig the run recorded (empty for checkpoints without one)."""
     path = Path(checkpoint)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint; give a run's checkpoint.pth.tar or model_best.pth.tar")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(state["arch"], int(state["num_classes"]))
+        model = build_model(state["arch"], int(state["num_classes"]), net=net_of_checkpoint(state))
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise InputError(f"{path}: not a model.train checkpoint with arch, num_classes and state_dict ({error})") from None
+    except InputError as error:  # an unusable "net" entry: name the file
+        raise InputError(f"{path}: {error}") from None
     except Exception as error:  # unpickling failures come in several types
         raise InputError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    return model.eval()
+    config = state.get("config")
+    return model.eval(), (config.get("DataConfig", {}) if isinstance(config, dict) else {})
 
 
 def centre_crops(root: Path, relpaths: list[str]) -> np.ndarray:
@@ -88,14 +93,14 @@ def pick(entries: list[tuple[str, int]], count: int, seed: int) -> list[tuple[st
 
 
 def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pca: Path | None = None,
-                    normalize: str = "mean", queries: int = 5, max_train: int = 1000, seed: int = 0) -> Path:
+                    normalize: str | None = None, queries: int = 5, max_train: int = 1000, seed: int = 0) -> Path:
     """Figure 4: each row a validation image, then its NEIGHBOURS nearest training images in fc7 space.
 
     Args:
         checkpoint: a model.train checkpoint.
         root, lists: the image root and the folder with train.txt / val.txt (and classes.tsv) of the run.
         out_png: picture to write.
-        pca, normalize: the run's pca.json and normalisation (mean/std of the pipeline).
+        pca, normalize: the run's pca.json and normalisation (None: the checkpoint's, else "mean").
         queries: validation images shown.
         max_train: training images searched (a random subset when the list is longer; fc7 costs a forward pass).
         seed: which images.
@@ -104,18 +109,19 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
         out_png.
     """
     lists = Path(lists)
-    model = load_model(checkpoint)
+    model, data = load_model(checkpoint)
     train = read_file_list(lists / "train.txt")
     val = pick(read_file_list(lists / "val.txt"), queries, seed)
     if len(train) > max_train:
         train = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:max_train])]
     names = dict(enumerate(c for c, _ in read_class_table(lists / "classes.tsv"))) \
         if (lists / "classes.tsv").is_file() else {}
-    stats = colour_stats(pca, normalize)
+    stats = colour_stats(pca, normalize or data.get("normalize", "mean"), mean_window=data.get("mean_window", "centre"))
+    offset = crop_anchor(STORED_SIZE, CROP_SIZE, 0.5)
+    mean = subtracted_mean(stats, CROP_SIZE, offset, offset, False)  # the centre view's (3,) or (224, 224, 3) mean
     train_crops = centre_crops(root, [p for p, _ in train])
     val_crops = centre_crops(root, [p for p, _ in val])
-    index = nearest(fc7_vectors(model, val_crops, stats.mean, stats.std),
-                    fc7_vectors(model, train_crops, stats.mean, stats.std))
+    index = nearest(fc7_vectors(model, val_crops, mean, stats.std), fc7_vectors(model, train_crops, mean, stats.std))
     k = index.shape[1]
     figure, axes = plt.subplots(len(val), k + 1, figsize=(1.6 * (k + 1), 1.75 * len(val)), squeeze=False)
     for row, (query, label) in enumerate(val):
