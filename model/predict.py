@@ -24,8 +24,8 @@ from pipeline.pil_loader import ImageListDataset
 TOP = 5
 
 
-def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Path | None,
-            device: torch.device, top: int = TOP, mean_window: str = "centre") -> list[tuple[list[int], list[float]]]:
+def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Path | None, device: torch.device,
+            top: int = TOP, mean_window: str = "centre") -> list[tuple[list[int], list[float]]]:
     """Top-`top` class indices and softmax probabilities for each image.
 
     Args:
