@@ -11,6 +11,9 @@ to 227 (zeros, i.e. the mean after mean subtraction), then convolve without padd
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,8 +24,15 @@ from torch import nn
 # The sum runs over adjacent maps of the same tower: each GPU normalised its own layer, so the maps at the
 # edge of tower 1 never see tower 2's (TowerLRN below).
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
-# §3.4 overlapping pooling: z = 3, s = 2.
+# §3.4 overlapping pooling: z = 3, s = 2. The paper's comparison (+0.4 / +0.3 % error): non-overlapping
+# z = s = 2, which gives the same 55 -> 27 -> 13 -> 6 sizes.
 POOL_KERNEL, POOL_STRIDE = 3, 2
+PLAIN_POOL_KERNEL, PLAIN_POOL_STRIDE = 2, 2
+POOLS = ("overlap", "plain")
+# Kernels per conv layer of the two-tower net (Figure 2), and of the one-GPU net of §3.2's footnote: half
+# the kernels in conv1-conv4; conv5 (and the FC layers after it) not halved, "to make the two nets have
+# approximately the same number of parameters". One tower, so no grouped convolutions.
+CONV_KERNELS = {2: (96, 256, 384, 384, 256), 1: (48, 128, 192, 192, 256)}
 # §4.2 dropout probability in fc6 and fc7.
 DROPOUT = 0.5
 # §5 initialisation: weights N(0, 0.01); bias 1 in conv2, conv4, conv5, fc6, fc7 (0 elsewhere).
@@ -38,6 +48,29 @@ ARCHS = ("alexnet", "alexnet_owt")
 INITS = ("paper", "kaiming")
 
 
+@dataclass(frozen=True)
+class NetConfig:
+    """The paper's network (the defaults) and the ablations its text measures.
+
+    Attributes:
+        towers: 2 (Figure 2) or 1 (§3.2's one-GPU comparison net: CONV_KERNELS[1]; +1.7 / +1.2 % error).
+        lrn: local response normalisation after conv1 and conv2 (§3.3; without: +1.4 / +1.2 %).
+        pool: "overlap" (3/2, §3.4) or "plain" (2/2; +0.4 / +0.3 %).
+        dropout: dropout 0.5 in fc6 and fc7 (§4.2; without it "substantial overfitting").
+    """
+
+    towers: int = 2
+    lrn: bool = True
+    pool: Literal["overlap", "plain"] = "overlap"
+    dropout: bool = True
+
+    def check(self) -> None:
+        """Raise ValueError for a value the network cannot be built with."""
+        if self.towers not in CONV_KERNELS or self.pool not in POOLS:
+            raise ValueError(f"towers must be one of {tuple(CONV_KERNELS)} and pool one of {POOLS}, "
+                             f"got {self.towers!r}, {self.pool!r}")
+
+
 class AlexNet(nn.Module):
     """The paper's net: 96-256-384-384-256 kernels, 4096-4096-classes neurons, two towers as groups.
 
@@ -45,20 +78,27 @@ class AlexNet(nn.Module):
         num_classes: outputs of fc8 (1000 for ImageNet).
         bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 (paper 1.0; Caffe used 0.1).
         init: "paper" (§5) or "kaiming" (see INITS).
+        net: the paper's net (NetConfig()) or one of its ablations; the layer names stay conv1..fc8.
     """
 
-    def __init__(self, num_classes: int = 1000, bias_one: float = 1.0, init: str = "paper") -> None:
+    def __init__(self, num_classes: int = 1000, bias_one: float = 1.0, init: str = "paper",
+                 net: NetConfig = NetConfig()) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 96, 11, stride=4)
-        self.conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=2)
-        self.conv3 = nn.Conv2d(256, 384, 3, padding=1)
-        self.conv4 = nn.Conv2d(384, 384, 3, padding=1, groups=2)
-        self.conv5 = nn.Conv2d(384, 256, 3, padding=1, groups=2)
-        self.fc6 = nn.Linear(256 * 6 * 6, 4096)
+        net.check()
+        self.towers = net.towers
+        c1, c2, c3, c4, c5 = CONV_KERNELS[net.towers]
+        self.conv1 = nn.Conv2d(3, c1, 11, stride=4)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, groups=net.towers)
+        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
+        self.conv4 = nn.Conv2d(c3, c4, 3, padding=1, groups=net.towers)
+        self.conv5 = nn.Conv2d(c4, c5, 3, padding=1, groups=net.towers)
+        self.fc6 = nn.Linear(c5 * 6 * 6, 4096)
         self.fc7 = nn.Linear(4096, 4096)
         self.fc8 = nn.Linear(4096, num_classes)
-        self.lrn = TowerLRN()
-        self.dropout = nn.Dropout(DROPOUT)
+        self.lrn = TowerLRN(net.towers) if net.lrn else nn.Identity()
+        self.pool = nn.MaxPool2d(*((POOL_KERNEL, POOL_STRIDE) if net.pool == "overlap"
+                                   else (PLAIN_POOL_KERNEL, PLAIN_POOL_STRIDE)))
+        self.dropout = nn.Dropout(DROPOUT if net.dropout else 0.0)
         if init == "kaiming":
             init_kaiming(self)
         else:
@@ -68,11 +108,11 @@ class AlexNet(nn.Module):
         """Images (N, 3, 224|227, 227) -> conv5 pooled maps (N, 256, 6, 6)."""
         if x.shape[-1] == 224:
             x = F.pad(x, (0, INPUT_PAD, 0, INPUT_PAD))
-        x = F.max_pool2d(self.lrn(F.relu(self.conv1(x))), POOL_KERNEL, POOL_STRIDE)
-        x = F.max_pool2d(self.lrn(F.relu(self.conv2(x))), POOL_KERNEL, POOL_STRIDE)
+        x = self.pool(self.lrn(F.relu(self.conv1(x))))
+        x = self.pool(self.lrn(F.relu(self.conv2(x))))
         x = F.relu(self.conv3(x))
         x = F.relu(self.conv4(x))
-        return F.max_pool2d(F.relu(self.conv5(x)), POOL_KERNEL, POOL_STRIDE)
+        return self.pool(F.relu(self.conv5(x)))
 
     def fc7_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer (N, 4096), after ReLU: the space of the paper's Figure 4."""
@@ -151,7 +191,8 @@ def init_kaiming(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_model(arch: str, num_classes: int = 1000, bias_one: float = 1.0, init: str = "paper") -> nn.Module:
+def build_model(arch: str, num_classes: int = 1000, bias_one: float = 1.0, init: str = "paper",
+                net: NetConfig = NetConfig()) -> nn.Module:
     """`alexnet` (the paper's) or `alexnet_owt` (torchvision's layout, torchvision's default init).
 
     Args:
@@ -159,11 +200,14 @@ def build_model(arch: str, num_classes: int = 1000, bias_one: float = 1.0, init:
         num_classes: outputs of the last layer.
         bias_one: alexnet, init "paper": the bias of conv2, conv4, conv5, fc6, fc7.
         init: alexnet: "paper" (§5) or "kaiming".
+        net: alexnet: the paper's net or an ablation (NetConfig); alexnet_owt only takes the default.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     if arch == "alexnet":
-        return AlexNet(num_classes, bias_one, init)
+        return AlexNet(num_classes, bias_one, init, net)
     if arch == "alexnet_owt":
+        if net != NetConfig():
+            raise ValueError(f"{net} applies to -a alexnet only; alexnet_owt is torchvision's fixed layout")
         return AlexNetOWT(num_classes)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")

@@ -7,7 +7,8 @@ A checkpoint is a dict of tensors and primitives only, so `torch.load(path, weig
     step         optimiser steps since the start of the run
     arch, num_classes, state_dict (one-device `alexnet` keys, CPU tensors), best_acc1 (top-1 accuracy, %),
     optimizer, scheduler, scaler, rng (torch/CUDA/NumPy/Python states), epoch_meter (the running sums of
-    the epoch in progress), config (the run's dataclasses as plain dicts)
+    the epoch in progress), config (the run's dataclasses as plain dicts), net (the network's switches,
+    model.alexnet.NetConfig as a dict; absent in older checkpoints: the paper's net)
 
 A kill -9 at any moment leaves either the old file or the new one: the new one is written to a temp
 file in the same folder, flushed, fsync'ed, then renamed over the old (rename is atomic on POSIX).
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from model.alexnet import build_model
+from model.variants import net_of_checkpoint
 from pipeline.errors import InputError
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
@@ -159,7 +161,7 @@ def model_from(state: dict, path: Path) -> nn.Module:
         InputError: the weights do not fit the checkpoint's architecture and class count.
     """
     try:
-        model = build_model(state["arch"], int(state["num_classes"]))
+        model = build_model(state["arch"], int(state["num_classes"]), net=net_of_checkpoint(state))
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]

@@ -34,12 +34,14 @@ class OptimConfig:
     Attributes:
         lr: initial learning rate.
         momentum: momentum of the update v <- m v - wd lr w - lr dL/dw.
-        weight_decay: L2 coefficient (applied to every parameter, as in the paper).
+        weight_decay: L2 coefficient of the weights.
+        decay_biases: also decay the biases (--wd-biases); the authors' code does not (model/optim.py).
     """
 
     lr: float = PAPER_LR
     momentum: float = PAPER_MOMENTUM
     weight_decay: float = PAPER_WEIGHT_DECAY
+    decay_biases: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class RunConfig:
         init: "paper" (§5: N(0, 0.01), constant biases) or "kaiming" (model/alexnet.py INITS).
         parallel: "none", "towers" or "ddp" (model/parallel.py).
         gpus: the two towers' devices for parallel="towers".
+        towers, lrn, pool, dropout: the paper's ablations (model.alexnet.NetConfig, model/variants.py);
+            None: the checkpoint's with --resume or -e, else the paper's (2, True, "overlap", True).
     """
 
     arch: str | None = None
@@ -106,6 +110,10 @@ class RunConfig:
     init: Literal["paper", "kaiming"] = "paper"
     parallel: Literal["none", "towers", "ddp"] = "none"
     gpus: tuple[str, ...] | None = None
+    towers: int | None = None
+    lrn: bool | None = None
+    pool: Literal["overlap", "plain"] | None = None
+    dropout: bool | None = None
 
 
 def as_primitives(*configs: object) -> dict[str, dict]:

@@ -168,6 +168,9 @@ def wrap_model(model: nn.Module, ctx: ParallelContext) -> nn.Module:
         if not all(hasattr(model, name) for name in LAYERS):
             raise InputError(f"--parallel towers splits the paper's two-tower `alexnet`; {type(model).__name__} "
                              "has no towers: use -a alexnet, or --parallel ddp")
+        if getattr(model, "towers", 2) != 2:
+            raise InputError("--parallel towers splits the two-tower net; --towers 1 is the one-GPU net: "
+                             "drop one of them (or use --parallel ddp)")
         return TowerAlexNet.from_alexnet(model, ctx.devices)
     model = model.to(ctx.device)
     if ctx.mode == "ddp":

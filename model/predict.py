@@ -15,35 +15,39 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, model_from
-from pipeline.constants import CROP_SIZE, NORMALIZATIONS
+from pipeline.constants import CROP_SIZE, NORMALIZATIONS, STORED_SIZE
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_class_table
 from pipeline.lighting import colour_stats
-from pipeline.pil_image import centre_crop, stored_image
+from pipeline.pil_image import centre_crop, crop_anchor, stored_image
 from pipeline.pil_loader import normalised
 
 TOP = 5
 
 
-def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Path | None,
-            device: torch.device, top: int = TOP) -> list[tuple[list[int], list[float]]]:
+def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Path | None, device: torch.device,
+            top: int = TOP, mean_window: str = "centre") -> list[tuple[list[int], list[float]]]:
     """Top-`top` class indices and softmax probabilities for each image.
 
     Args:
         model: a network in eval mode on `device`.
         images: image files (any format PIL reads).
-        normalize, pca: the training run's normalisation ("mean"/"meanstd") and pca.json (None: defaults).
+        normalize, pca: the training run's normalisation ("image"/"mean"/"meanstd") and pca.json (None: defaults).
         device: where the model is.
         top: how many classes per image.
+        mean_window: the run's window of the mean image (normalize "image"; the centre view takes the same
+            window in both readings).
 
     Returns:
         One (indices, probabilities) pair per image, most likely first.
     """
-    stats = colour_stats(pca, normalize)
+    stats = colour_stats(pca, normalize, mean_window=mean_window)
+    centre = crop_anchor(STORED_SIZE, CROP_SIZE)
     results = []
     with torch.no_grad():
         for path in images:
-            tensor = normalised(centre_crop(stored_image(Path(path)), CROP_SIZE).astype(np.float32), stats)
+            view = centre_crop(stored_image(Path(path)), CROP_SIZE).astype(np.float32)
+            tensor = normalised(view, stats, CROP_SIZE, [(centre, centre, False)])
             probs = torch.softmax(model(tensor[None].to(device)).float(), dim=1)[0]
             values, indices = probs.topk(min(top, probs.numel()))
             results.append((indices.tolist(), values.tolist()))
@@ -77,7 +81,9 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
     except RuntimeError:
         raise InputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
     model = model_from(state, Path(checkpoint)).to(torch_device)
-    for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path, torch_device)):
+    window = data_config.get("mean_window", "centre")
+    for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path,
+                                                       torch_device, mean_window=window)):
         print(image)
         for index, prob in zip(indices, probs):
             wnid, name = table[index]

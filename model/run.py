@@ -16,11 +16,13 @@ import torch
 from torch import nn
 
 from model import parallel
-from model.alexnet import build_model
+from model.alexnet import NetConfig, build_model
 from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from model.config import LR_DROP_FACTOR, OptimConfig, RunConfig, ScheduleConfig, as_primitives
 from model.engine import Trainer, evaluate, train_one_epoch
 from model.metrics import EpochClock, Meter
+from model.optim import make_sgd
+from model.variants import net_entry, resolve_decay_biases, resolve_net
 from model.run_log import StopRequest, epoch_record, append_metrics, trim_metrics
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
@@ -59,6 +61,7 @@ class Session:
     scheduler: object
     scaler: torch.amp.GradScaler
     position: Position
+    net_config: NetConfig = NetConfig()  # the network trained (the paper's, or an ablation: model/variants.py)
 
     def close(self) -> None:
         parallel.cleanup(self.ctx)
@@ -91,8 +94,9 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
             checkpoint = load_checkpoint(run.resume, arch=run.arch, num_classes=num_classes,
                                          for_resume=not run.evaluate)
         arch = run.arch or (checkpoint["arch"] if checkpoint else "alexnet")
+        net_config = resolve_net(run, checkpoint)
         torch.manual_seed(run.seed)  # the initial weights depend on the seed only
-        model = build_model(arch, num_classes, run.bias_one, run.init)
+        model = build_model(arch, num_classes, run.bias_one, run.init, net_config)
         if checkpoint is not None:
             try:
                 model.load_state_dict(checkpoint["state_dict"])
@@ -106,8 +110,9 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
         # §5's update is v <- 0.9 v - 0.0005 lr w - lr dL/dw; w <- w + v. torch keeps v' = v / lr instead
         # (w <- w - lr v'), identical while lr is constant; when lr drops, the buffered gradients are
         # applied at the new rate rather than the old one, a negligible difference for a one-off change.
-        optimizer = torch.optim.SGD(net.parameters(), lr=optim.lr, momentum=optim.momentum,
-                                    weight_decay=optim.weight_decay)
+        # Biases are not decayed unless --wd-biases (model/optim.py); a resumed run keeps its checkpoint's groups.
+        optim = replace(optim, decay_biases=resolve_decay_biases(optim, checkpoint, run))
+        optimizer = make_sgd(net, optim.lr, optim.momentum, optim.weight_decay, optim.decay_biases)
         scheduler = make_scheduler(optimizer, schedule, optim.lr)
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=run.amp == "fp16")
         forward = torch.compile(net) if run.compile else net
@@ -121,7 +126,8 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
                 scaler.load_state_dict(checkpoint["scaler"])
             position = Position(checkpoint["epoch"], checkpoint.get("epoch_step", 0), checkpoint["step"],
                                 checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), rank_rng(checkpoint, ctx))
-        return Session(data, optim, schedule, run, ctx, arch, num_classes, net, trainer, scheduler, scaler, position)
+        return Session(data, optim, schedule, run, ctx, arch, num_classes, net, trainer, scheduler, scaler, position,
+                       net_config)
     except BaseException:
         parallel.cleanup(ctx)
         raise
@@ -161,6 +167,7 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
         "rng_ranks": rng if len(rng) > 1 else None,
         "epoch_meter": sums.values() if sums is not None else None,
         "config": as_primitives(session.data, session.optim, session.schedule, session.run),
+        "net": net_entry(session.net_config),
     }
     save_checkpoint(state, session.run.out, is_best)
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.alexnet import DROPOUT, INPUT_PAD, LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, POOL_KERNEL, POOL_STRIDE
+from model.alexnet import DROPOUT, INPUT_PAD, TowerLRN
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 TOWERS = 2
@@ -73,7 +73,9 @@ class TowerAlexNet(nn.Module):
                                                      _rows(getattr(alexnet, name).weight.shape[0])[k], device)
                                          for name in LAYERS}))
         self.towers = nn.ModuleList(towers)
-        self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+        # The one-device net's LRN (or none: --no-lrn), pooling (--pool) and dropout (--no-dropout).
+        self.lrn = alexnet.lrn.lrn if isinstance(alexnet.lrn, TowerLRN) else nn.Identity()
+        self.pool = nn.MaxPool2d(alexnet.pool.kernel_size, alexnet.pool.stride)
         self.dropout = nn.Dropout(getattr(getattr(alexnet, "dropout", None), "p", DROPOUT))
         self._input_stream: torch.cuda.Stream | None = None  # created on first use, on two distinct GPUs
 
@@ -82,6 +84,8 @@ class TowerAlexNet(nn.Module):
         """Split a one-device `AlexNet` over two devices (see the class docstring)."""
         if not all(hasattr(alexnet, name) for name in LAYERS) or len(devices) != TOWERS:
             raise ValueError("towers split the paper's `alexnet` (conv1..fc8) over exactly two devices")
+        if getattr(alexnet, "towers", TOWERS) != TOWERS:
+            raise ValueError("the one-GPU net (towers=1) has no towers to split over two devices")
         return cls(alexnet, (devices[0], devices[1]))
 
     # --- the exchanges ---------------------------------------------------------------------------------
@@ -134,12 +138,12 @@ class TowerAlexNet(nn.Module):
             x = F.pad(x, (0, INPUT_PAD, 0, INPUT_PAD))
         xs = [x, self._send_input(x)]  # both towers read the image
         xs = self._lrn([F.relu(y) for y in self._layer("conv1", xs)])
-        xs = [F.max_pool2d(y, POOL_KERNEL, POOL_STRIDE) for y in xs]
+        xs = [self.pool(y) for y in xs]
         xs = self._lrn([F.relu(y) for y in self._layer("conv2", xs)])
-        xs = self._gather([F.max_pool2d(y, POOL_KERNEL, POOL_STRIDE) for y in xs])  # conv3 reads both
+        xs = self._gather([self.pool(y) for y in xs])  # conv3 reads both
         xs = [F.relu(y) for y in self._layer("conv3", xs)]
         xs = [F.relu(y) for y in self._layer("conv4", xs)]
-        return [F.max_pool2d(F.relu(y), POOL_KERNEL, POOL_STRIDE) for y in self._layer("conv5", xs)]
+        return [self.pool(F.relu(y)) for y in self._layer("conv5", xs)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images on devices[0] -> logits (N, classes) on devices[0], equal to `AlexNet.forward`."""

@@ -16,16 +16,18 @@ from pathlib import Path
 import click
 import torch
 
-from model.alexnet import ARCHS, INITS
+from model.alexnet import ARCHS, CONV_KERNELS, INITS, POOLS
 from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
 from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.engine import evaluate
 from model.parallel import PARALLEL_MODES
 from model.run import Session, fit, open_session
+from model.variants import check_switches
 from pipeline.config import DataConfig
-from pipeline.constants import NORMALIZATIONS
+from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, PCA_ALPHA_STD
 from pipeline.errors import InputError, user_errors
 from pipeline.loader import make_loader
+from pipeline.pca import default_normalization
 
 
 def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleConfig, RunConfig]:
@@ -34,14 +36,22 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
     if not lists.is_dir():
         raise InputError(f"--lists {lists}: no such folder; write it with `imagenet-tools prepare ROOT --out {lists}`")
     gpus = tuple(g.strip() for g in options["gpus"].split(",")) if options["gpus"] else None
+    pca = Path(options["pca"]) if options["pca"] else None
+    # The paper's mean subtraction is the authors' mean image when the PCA file has one (pipeline/pca.py).
+    normalize = options["normalize"] or default_normalization(pca)
+    if options["mean_window"] is not None and normalize != "image":
+        raise InputError(f"--mean-window picks the window of the mean image; --normalize {normalize} subtracts "
+                         "no mean image: drop --mean-window, or use --normalize image")
     data = DataConfig(
         root=Path(options["root"]), train_list=lists / "train.txt", val_list=lists / "val.txt",
-        pca=Path(options["pca"]) if options["pca"] else None, batch_size=options["batch_size"],
+        pca=pca, batch_size=options["batch_size"],
         backend="dali" if options["dali"] else "pil", num_threads=options["workers"],
-        normalize=options["normalize"], layout="NHWC" if options["channels_last"] else "NCHW",
-        seed=options["seed"],
+        normalize=normalize, layout="NHWC" if options["channels_last"] else "NCHW",
+        seed=options["seed"], pca_alpha_std=options["lighting_std"], lighting_scale=options["lighting_scale"],
+        mean_window=options["mean_window"] or "centre", lighting_rescale=options["lighting_rescale"],
     )
-    optim = OptimConfig(lr=options["lr"], momentum=options["momentum"], weight_decay=options["wd"])
+    optim = OptimConfig(lr=options["lr"], momentum=options["momentum"], weight_decay=options["wd"],
+                        decay_biases=options["wd_biases"])
     schedule = ScheduleConfig(kind=options["schedule"], epochs=options["epochs"], patience=options["patience"],
                               step_size=options["step_size"])
     run = RunConfig(
@@ -52,7 +62,10 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
         evaluate=options["evaluate"], ten_crop=options["ten_crop"], bias_one=options["bias_one"],
         init=options["init"],
         parallel=options["parallel"], gpus=gpus,
+        towers=int(options["towers"]) if options["towers"] else None, lrn=options["lrn"], pool=options["pool"],
+        dropout=options["dropout"],
     )
+    check_switches(data, run)
     if run.evaluate and run.resume is None:
         raise InputError("-e/--evaluate needs the checkpoint to evaluate: add --resume RUNDIR/model_best.pth.tar")
     if run.amp == "fp16" and run.device == "cpu" and run.parallel != "towers":
@@ -100,8 +113,29 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
 @click.option("--workers", type=INT_1, default=4, help="DALI CPU threads or DataLoader workers.")
 @click.option("--dali/--no-dali", default=True, help="DALI pipelines, or the PIL DataLoader baseline.")
-@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="mean",
-              help="mean: subtract the mean (the paper); meanstd: also divide by the std.")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
+              help="image: subtract the --pca file's mean image (the authors' code; the default when it has one); "
+                   "mean: the per-channel mean (the default otherwise); meanstd: also divide by the std.")
+@click.option("--mean-window", type=click.Choice(MEAN_WINDOWS), default=None,
+              help="--normalize image: centre: the mean image's centre window for every crop (cuda-convnet2, the "
+                   "default); crop: the crop's own window, flipped with it (Caffe).")
+@click.option("--lighting-std", type=click.FloatRange(min=0.0), default=PCA_ALPHA_STD,
+              help="Std of the PCA lighting coefficients alpha (§4.1); 0 turns lighting off.")
+@click.option("--lighting-scale", type=click.Choice(LIGHTING_SCALES), default="stdev",
+              help="stdev: alpha times the component's std on 0-255 (the authors' code); eigval: times 255 x the "
+                   "eigenvalue (fb.resnet.torch).")
+@click.option("--lighting-rescale", is_flag=True,
+              help="Also divide training images by (1 + --lighting-std), as cuda-convnet2 does (not in the paper).")
+@click.option("--wd-biases", is_flag=True, help="Decay the biases too (the authors' code decays weights only).")
+@click.option("--towers", type=click.Choice([str(t) for t in sorted(CONV_KERNELS, reverse=True)]), default=None,
+              help="2: the paper's two-tower net; 1: §3.2's one-GPU net (half the kernels in conv1-4). "
+                   "Default: the checkpoint's with --resume/-e, else 2.")
+@click.option("--lrn/--no-lrn", default=None,
+              help="Local response normalisation (§3.3; default on, or the checkpoint's).")
+@click.option("--pool", type=click.Choice(POOLS), default=None,
+              help="overlap: 3x3 stride 2 (§3.4, the default or the checkpoint's); plain: 2x2 stride 2.")
+@click.option("--dropout/--no-dropout", default=None,
+              help="Dropout in fc6, fc7 (§4.2; default on, or the checkpoint's).")
 @click.option("--amp", type=click.Choice(AMP_MODES), default="off", help="Autocast precision.")
 @click.option("--channels-last", is_flag=True, help="NHWC model and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")

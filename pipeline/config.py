@@ -21,7 +21,8 @@ class DataConfig:
         device_id: CUDA device of the graph (None: a CPU-only DALI pipeline, no CUDA needed).
         backend: "dali" (pipeline.graphs) or "pil" (PyTorch DataLoader + PIL, the baseline).
         num_threads: DALI CPU threads, or DataLoader workers for backend "pil".
-        normalize: "mean" subtracts the mean (the paper), "meanstd" also divides by the std.
+        normalize: "image" subtracts pca.json's mean image (the authors' code; model.train picks it when the
+            PCA file has one), "mean" the per-channel mean, "meanstd" also divides by the std.
         layout: "NCHW", or "NHWC" to feed a channels_last model without a copy.
         dtype: "float32" or "float16" output.
         pca_alpha_std: std of the lighting coefficients alpha (paper: 0.1; 0 turns lighting off).
@@ -32,6 +33,12 @@ class DataConfig:
         device_memory_padding, host_memory_padding: nvJPEG buffer growth steps in bytes.
         preallocate_width_hint, preallocate_height_hint: expected image size for nvJPEG's buffers.
         num_classes: when given, every label of the lists must lie in [0, num_classes).
+        lighting_scale: "stdev" (alpha times sqrt(eigval) on 0-255: the authors' code) or "eigval"
+            (fb.resnet.torch), pipeline/lighting.py.
+        mean_window: normalize "image": "centre" (cuda-convnet2: the centre window of the mean image for every
+            crop) or "crop" (Caffe: the crop's own window, flipped with it), pipeline.constants.MEAN_WINDOWS.
+        lighting_rescale: also divide training images by (1 + pca_alpha_std), as cuda-convnet2 does
+            (convdata.py:183); not in the paper, off by default.
     """
 
     root: Path
@@ -43,7 +50,7 @@ class DataConfig:
     device_id: int | None = None
     backend: Literal["dali", "pil"] = "dali"
     num_threads: int = 2
-    normalize: Literal["mean", "meanstd"] = "mean"
+    normalize: Literal["image", "mean", "meanstd"] = "mean"
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     dtype: Literal["float32", "float16"] = "float32"
     crop: int = CROP_SIZE
@@ -57,3 +64,6 @@ class DataConfig:
     preallocate_width_hint: int = 0
     preallocate_height_hint: int = 0
     num_classes: int | None = None
+    lighting_scale: Literal["stdev", "eigval"] = "stdev"
+    mean_window: Literal["centre", "crop"] = "centre"
+    lighting_rescale: bool = False

@@ -21,11 +21,23 @@ TEN_CROP_POSITIONS = tuple(
 # mean comes from pca.json (tools/compute_pca.py).
 IMAGENET_MEAN_255 = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD_255 = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-# "mean": subtract the mean only (the paper); "meanstd": subtract the mean, divide by the std.
-NORMALIZATIONS = ("mean", "meanstd")
+# "image": subtract the per-pixel mean image of the training set (the authors' code: cuda-convnet2
+# convdata.py:80,104,192 `data_mean`, 3x256x256; Caffe's bvlc_alexnet `mean_file`); "mean": subtract the
+# per-channel mean; "meanstd": subtract the per-channel mean, divide by the std.
+NORMALIZATIONS = ("image", "mean", "meanstd")
+# Which window of the 256x256 mean image a crop subtracts (normalize="image"). "centre": the centre crop-size
+# window, the same for every crop, flip and test view (cuda-convnet2 convdata.py:104 `data_mean_crop`,
+# subtracted at :192 after jpeg.cpp has cropped and flipped the image). "crop": the mean under the crop's
+# own window, mirrored with it (Caffe data_transformer.cpp: mean[data_index] at the pixel's source).
+MEAN_WINDOWS = ("centre", "crop")
 
 # §4.1 PCA colour augmentation: alpha_i ~ N(0, 0.1), drawn once per image each time it is used.
 PCA_ALPHA_STD = 0.1
+# What the paper's "alpha_i lambda_i" multiplies alpha by (pipeline/lighting.py). "stdev": the standard
+# deviation sqrt(lambda_i) of the component on the 0-255 scale, the authors' code (cuda-convnet2
+# convdata.py:74 `randn * pca_stdevs`, with color_pca[0] = 19.7, 37.1, 121.8 grey levels in
+# make-data/input_meta). "eigval": lambda_i of [0, 1] pixels times 255 (fb.resnet.torch's reading).
+LIGHTING_SCALES = ("stdev", "eigval")
 # Eigen-decomposition of the RGB covariance of ImageNet pixels in [0, 1], as published by
 # fb.resnet.torch; used only when no pca.json is given. Columns of the matrix are components.
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -34,8 +46,8 @@ IMAGENET_PCA_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-# The lighting offset eigvec @ (alpha * eigval) is a pixel value on the scale of the eigenvalues'
-# pixels ([0, 1]); on the pipeline's 0-255 scale it is multiplied by this. (Multiplying the
-# eigenvalues by 255**2, as their variance would scale, gives offsets near 1400 grey levels: every
-# image saturated. fb.resnet.torch and torchvision-style lighting also scale linearly.)
+# pca.json holds statistics of [0, 1] pixels; the pipeline's pixels are 0-255, so a mean, a std or a
+# standard deviation sqrt(eigval) is multiplied by this. (The "eigval" lighting reading multiplies the
+# eigenvalue itself by it, as fb.resnet.torch does; scaling it as a variance, by 255**2, would give
+# offsets near 1400 grey levels.)
 PIXEL_SCALE = 255.0

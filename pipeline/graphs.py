@@ -9,6 +9,9 @@ One graph per split, and the same graph on both devices: `cfg.device == "gpu"` d
     val:      decode -> shorter side 256 -> centre 256x256 -> centre 224 crop, normalise
     ten_crop: ... centre 256x256 -> 4 corners + centre, and their flips -> (10, C, 224, 224)
 
+normalize="image" subtracts the mean image: its centre window after crop_mirror_normalize (mean_window
+"centre", cuda-convnet2), or the whole image before it (mean_window "crop", Caffe); see _normalise.
+
 `build_pipeline(..., expose=True)` adds the intermediate images and the random parameters drawn per
 image as extra outputs (EXPOSED_OUTPUTS), for `imagenet-tools preview --npz` and the tests.
 """
@@ -20,7 +23,8 @@ import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE, TEN_CROP_POSITIONS
-from pipeline.lighting import ColourStats, colour_stats, dali_alpha, dali_mean_minus, dali_offset
+from pipeline.lighting import (ColourStats, colour_stats, dali_alpha, dali_mean_minus, dali_offset, subtracted_mean,
+                               train_divisor)
 from pipeline.splits import Split, split_entries
 
 READER_NAME = "Reader"
@@ -99,11 +103,12 @@ def conditional_pipeline(define, **pipeline_args):
     return pipeline_def(define, enable_conditionals=True, **pipeline_args)()
 
 
-def _cmn(cfg: DataConfig, images, mean, std, *, x=0.5, y=0.5, mirror=0, raw: bool = False):
+def _cmn(cfg: DataConfig, images, mean, std, *, x=0.5, y=0.5, mirror=0, raw: bool = False, dtype=None):
     """crop_mirror_normalize to cfg.crop; raw=True gives float32 HWC (for expose), else cfg's layout/dtype."""
     from nvidia.dali import fn, types
 
-    dtype = types.FLOAT16 if cfg.dtype == "float16" and not raw else types.FLOAT
+    if dtype is None:
+        dtype = types.FLOAT16 if cfg.dtype == "float16" and not raw else types.FLOAT
     layout = "HWC" if raw or cfg.layout == "NHWC" else "CHW"
     return fn.crop_mirror_normalize(
         images, crop=(cfg.crop, cfg.crop), crop_pos_x=x, crop_pos_y=y, mirror=mirror,
@@ -111,7 +116,43 @@ def _cmn(cfg: DataConfig, images, mean, std, *, x=0.5, y=0.5, mirror=0, raw: boo
     )
 
 
-def _train(cfg: DataConfig, stored, stats: ColourStats, expose: bool) -> dict:
+def _constant(cfg: DataConfig, array: np.ndarray):
+    """A float32 tensor constant on the graph's device (the same for every sample)."""
+    from nvidia.dali import types
+
+    return types.Constant(np.ascontiguousarray(array, dtype=np.float32), dtype=types.FLOAT,
+                          device="gpu" if cfg.device == "gpu" else "cpu")
+
+
+def _minus_mean_image(cfg: DataConfig, stored, stats: ColourStats):
+    """The stored 256x256 images with the mean image subtracted pixel by pixel, for the "crop" window (Caffe:
+    each pixel loses the mean at its own source position). A per-pixel subtraction commutes with crop and
+    flip, so subtracting in the 256 frame before crop_mirror_normalize is exact, for every crop and view.
+    Otherwise the stored images unchanged."""
+    if stats.mean_image is None or stats.mean_window != "crop":
+        return stored
+    return stored - _constant(cfg, stats.mean_image)  # uint8 - float32 -> float32, on the graph's device
+
+
+def _normalise(cfg: DataConfig, source, stats: ColourStats, mean, std, *, x=0.5, y=0.5, mirror=0):
+    """One crop, mirror and normalisation of `source` (from _minus_mean_image) in cfg's layout and dtype.
+
+    With the "centre" mean window (cuda-convnet2 convdata.py:104,192: the centre window of the mean image,
+    subtracted from every crop after cropping and flipping), the window divided by std is a constant
+    subtracted from crop_mirror_normalize's float32 output, then cast to cfg.dtype: two more elementwise
+    operators on the graph's device, on the 224x224 crops.
+    """
+    from nvidia.dali import fn, types
+
+    if stats.mean_image is None or stats.mean_window != "centre":
+        return _cmn(cfg, source, mean, std, x=x, y=y, mirror=mirror)
+    images = _cmn(cfg, source, mean, std, x=x, y=y, mirror=mirror, dtype=types.FLOAT)
+    window = subtracted_mean(stats, cfg.crop, 0, 0, False) / np.asarray(std, dtype=np.float32)
+    images = images - _constant(cfg, window if cfg.layout == "NHWC" else window.transpose(2, 0, 1))
+    return fn.cast(images, dtype=types.FLOAT16) if cfg.dtype == "float16" else images
+
+
+def _train(cfg: DataConfig, stored, source, stats: ColourStats, expose: bool) -> dict:
     """Random crop position (integer, uniform over all 33 positions), flip, lighting, normalisation."""
     from nvidia.dali import fn, types
 
@@ -125,19 +166,23 @@ def _train(cfg: DataConfig, stored, stats: ColourStats, expose: bool) -> dict:
     flip = fn.random.coin_flip(probability=FLIP_PROBABILITY, dtype=types.INT32)
     alpha = dali_alpha(cfg.pca_alpha_std)
     offset = dali_offset(stats, alpha)
-    images = _cmn(cfg, stored, dali_mean_minus(stats, offset), stats.std.tolist(), x=pos_x, y=pos_y, mirror=flip)
+    std = (stats.std * train_divisor(cfg.pca_alpha_std, cfg.lighting_rescale)).tolist()
+    images = _normalise(cfg, source, stats, dali_mean_minus(stats, offset), std, x=pos_x, y=pos_y, mirror=flip)
     nodes = dict(images=images, crop_x=crop_x, crop_y=crop_y, flip=flip, alpha=alpha)
     if expose:  # raw = x + offset = (x - (-offset)) / 1, built only when asked for
         nodes["raw"] = _cmn(cfg, stored, 0.0 - offset, 1.0, x=pos_x, y=pos_y, mirror=flip, raw=True)
     return nodes
 
 
-def _ten_crop(cfg: DataConfig, stored, stats: ColourStats, raw: bool) -> object:
+def _ten_crop(cfg: DataConfig, source, stats: ColourStats, raw: bool) -> object:
     """The ten views of §6 stacked on a new leading axis: (10, C, H, W) or (10, H, W, C) per image."""
     from nvidia.dali import fn
 
-    mean, std = (0.0, 1.0) if raw else (stats.mean.tolist(), stats.std.tolist())
-    views = [_cmn(cfg, stored, mean, std, x=x, y=y, mirror=m, raw=raw) for x, y, m in TEN_CROP_POSITIONS]
+    if raw:
+        views = [_cmn(cfg, source, 0.0, 1.0, x=x, y=y, mirror=m, raw=True) for x, y, m in TEN_CROP_POSITIONS]
+    else:
+        mean, std = stats.mean.tolist(), stats.std.tolist()
+        views = [_normalise(cfg, source, stats, mean, std, x=x, y=y, mirror=m) for x, y, m in TEN_CROP_POSITIONS]
     return fn.stack(*views, axis=0)
 
 
@@ -167,21 +212,22 @@ def build_pipeline(
     """
     entries = list(entries) if entries is not None else split_entries(cfg, split)
     shuffle = (split == "train") if shuffle is None else shuffle
-    stats = colour_stats(cfg.pca, cfg.normalize)
+    stats = colour_stats(cfg.pca, cfg.normalize, cfg.lighting_scale, cfg.mean_window)
     gpu = cfg.device == "gpu"
     names = OUTPUTS + (EXPOSED_OUTPUTS[split] if expose else ())
 
     def define():
         jpegs, labels = read_files(cfg, entries, shuffle, shard_id, num_shards)
         stored = decode_stored(cfg, jpegs)
+        source = _minus_mean_image(cfg, stored, stats)
         if split == "train":
-            nodes = _train(cfg, stored, stats, expose)
+            nodes = _train(cfg, stored, source, stats, expose)
         elif split == "val":
-            nodes = dict(images=_cmn(cfg, stored, stats.mean.tolist(), stats.std.tolist()))
+            nodes = dict(images=_normalise(cfg, source, stats, stats.mean.tolist(), stats.std.tolist()))
             if expose:
                 nodes["raw"] = _cmn(cfg, stored, 0.0, 1.0, raw=True)
         else:
-            nodes = dict(images=_ten_crop(cfg, stored, stats, raw=False))
+            nodes = dict(images=_ten_crop(cfg, source, stats, raw=False))
             if expose:
                 nodes["raw"] = _ten_crop(cfg, stored, stats, raw=True)
         nodes.update(stored=stored, labels=labels.gpu() if gpu else labels)

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.constants import NORMALIZATIONS, STORED_SIZE
+from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, STORED_SIZE
 from pipeline.dali_loader import DaliLoader
 from pipeline.errors import InputError
 from pipeline.pil_loader import PilLoader
@@ -27,7 +27,8 @@ from pipeline.splits import SPLITS
 def check_config(cfg: DataConfig) -> None:
     """Reject values the graphs cannot run with, in one line each (the CLI may not have range-checked them)."""
     choices = {"device": ("cpu", "gpu"), "normalize": NORMALIZATIONS, "layout": ("NCHW", "NHWC"),
-               "dtype": ("float32", "float16"), "train_last_batch": ("drop", "fill")}
+               "dtype": ("float32", "float16"), "train_last_batch": ("drop", "fill"),
+               "lighting_scale": LIGHTING_SCALES, "mean_window": MEAN_WINDOWS}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise InputError(f"unknown {name} {getattr(cfg, name)!r}; expected one of {', '.join(allowed)}")

@@ -4,6 +4,7 @@
 benchmark's reference point). Semantics match pipeline.graphs: shorter side 256 (PIL's antialiased
 bilinear), centre 256x256 with the same rounding as DALI, then a random 224 crop at an integer position,
 a flip with p = 0.5, PCA lighting, normalisation (train); the centre 224 (val); §6's ten views (ten_crop).
+Lighting and normalisation are pipeline/lighting.py's, the one definition the DALI graphs use too.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import torch
 from pipeline.config import DataConfig
 from pipeline.constants import FLIP_PROBABILITY, STORED_SIZE, TEN_CROP_POSITIONS
 from pipeline.errors import InputError
-from pipeline.lighting import ColourStats, colour_stats, lighting_offset
-from pipeline.pil_image import centre_crop, crop_anchor, stored_image
+from pipeline.lighting import ColourStats, colour_stats, lighting_offset, subtracted_mean, train_divisor
+from pipeline.pil_image import crop_anchor, stored_image
 from pipeline.processes import worker_start_method
 from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
@@ -30,18 +31,30 @@ def augment(stored: np.ndarray, crop: int, x: int, y: int, flip: bool, offset: n
     return view + offset.astype(np.float32)
 
 
-def normalised(raw: np.ndarray, stats: ColourStats) -> torch.Tensor:
-    """Views on 0-255, (..., H, W, 3) -> (raw - mean) / std as a (..., 3, H, W) tensor: what the network takes."""
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis((raw - stats.mean) / stats.std, -1, -3)))
+def normalised(raw: np.ndarray, stats: ColourStats, crop: int, windows: Sequence[tuple[int, int, bool]],
+               divisor: float = 1.0) -> torch.Tensor:
+    """Views on 0-255, (..., H, W, 3) -> (raw - mean) / (std * divisor) as a float32 (..., 3, H, W) tensor: what
+    the network takes. The mean of each view is pipeline.lighting.subtracted_mean of its window (x, y, flip).
+    """
+    if stats.mean_image is None:
+        means = stats.mean  # the same (3,) for every view
+    else:
+        means = np.stack([subtracted_mean(stats, crop, *window) for window in windows]).reshape(raw.shape)
+    scaled = ((raw - means) / (stats.std * divisor)).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(scaled, -1, -3)))
 
 
 class ImageListDataset(torch.utils.data.Dataset):
-    """(relative path, label) entries -> (CHW float tensor, label), augmented like the DALI graph of a split."""
+    """(relative path, label) entries -> (CHW float tensor, label), augmented like the DALI graph of a split.
+
+    `rescale`: divide training images by (1 + alpha_std) too (DataConfig.lighting_rescale, cuda-convnet2's).
+    """
 
     def __init__(self, root: Path, entries: Sequence[tuple[str, int]], split: str, stats: ColourStats,
-                 crop: int, alpha_std: float) -> None:
+                 crop: int, alpha_std: float, rescale: bool = False) -> None:
         self.root, self.entries, self.split = Path(root), list(entries), split
         self.stats, self.crop, self.alpha_std = stats, crop, alpha_std
+        self.divisor = train_divisor(alpha_std, rescale) if split == "train" else 1.0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -55,22 +68,22 @@ class ImageListDataset(torch.utils.data.Dataset):
         return x, y, flip, alpha
 
     def views(self, stored: np.ndarray) -> tuple[np.ndarray, dict]:
-        """The split's crop(s) of a stored image on 0-255 (before normalisation), and the parameters drawn."""
+        """The split's crop(s) of a stored image on 0-255 (before normalisation), and the parameters drawn
+        (train: crop_x, crop_y, flip, alpha; every split: windows, the (x, y, flip) of each view)."""
         zero = np.zeros(3, np.float32)
         if self.split == "train":
             x, y, flip, alpha = self.draw()
-            params = dict(crop_x=x, crop_y=y, flip=int(flip), alpha=alpha)
+            params = dict(crop_x=x, crop_y=y, flip=int(flip), alpha=alpha, windows=[(x, y, flip)])
             return augment(stored, self.crop, x, y, flip, lighting_offset(self.stats, alpha)), params
-        if self.split == "val":
-            return centre_crop(stored, self.crop).astype(np.float32), {}
-        corners = [(crop_anchor(STORED_SIZE, self.crop, px), crop_anchor(STORED_SIZE, self.crop, py), m)
-                   for px, py, m in TEN_CROP_POSITIONS]
-        return np.stack([augment(stored, self.crop, x, y, bool(m), zero) for x, y, m in corners]), {}
+        corners = [(crop_anchor(STORED_SIZE, self.crop, px), crop_anchor(STORED_SIZE, self.crop, py), bool(m))
+                   for px, py, m in (TEN_CROP_POSITIONS if self.split == "ten_crop" else [(0.5, 0.5, 0)])]
+        crops = np.stack([augment(stored, self.crop, x, y, m, zero) for x, y, m in corners])
+        return (crops if self.split == "ten_crop" else crops[0]), dict(windows=corners)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.entries[index]
-        raw, _ = self.views(stored_image(self.root / path))
-        return normalised(raw, self.stats), label
+        raw, params = self.views(stored_image(self.root / path))
+        return normalised(raw, self.stats, self.crop, params["windows"], self.divisor), label
 
 
 class ShardSampler(torch.utils.data.Sampler):
@@ -108,8 +121,9 @@ class PilLoader:
 
     def __init__(self, cfg: DataConfig, split: str, *, shard_id: int = 0, num_shards: int = 1) -> None:
         entries = split_entries(cfg, split)  # type: ignore[arg-type]
-        stats = colour_stats(cfg.pca, cfg.normalize)
-        self.dataset = ImageListDataset(cfg.root, entries, split, stats, cfg.crop, cfg.pca_alpha_std)
+        stats = colour_stats(cfg.pca, cfg.normalize, cfg.lighting_scale, cfg.mean_window)
+        self.dataset = ImageListDataset(cfg.root, entries, split, stats, cfg.crop, cfg.pca_alpha_std,
+                                        cfg.lighting_rescale)
         self.sampler = ShardSampler(len(entries), cfg.batch_size, split, cfg.train_last_batch, cfg.seed,
                                     shard_id, num_shards)
         self.num_images = len(self.sampler)

@@ -57,12 +57,16 @@ def pil_stored(path: Path) -> np.ndarray:
     return pixels[y0 : y0 + 256, x0 : x0 + 256]
 
 
-def numpy_train_view(stored: np.ndarray, x: int, y: int, flip: int, alpha: np.ndarray) -> np.ndarray:
-    """§4.1 by NumPy: 224 crop at (x, y), mirror, add 255 * eigvec @ (alpha * eigval) to every pixel."""
+def numpy_train_view(stored: np.ndarray, x: int, y: int, flip: int, alpha: np.ndarray,
+                     scale: str = "stdev") -> np.ndarray:
+    """§4.1 by NumPy: 224 crop at (x, y), mirror, add to every pixel eigvec @ (alpha * 255 sqrt(eigval)) (the
+    authors' code: alpha times each component's standard deviation on 0-255) or, for scale "eigval",
+    255 * eigvec @ (alpha * eigval) (fb.resnet.torch)."""
     view = stored[y : y + 224, x : x + 224].astype(np.float64)
     if flip:
         view = view[:, ::-1]
-    return view + 255.0 * EIGVEC @ (alpha * EIGVAL)
+    size = np.sqrt(EIGVAL) if scale == "stdev" else EIGVAL
+    return view + 255.0 * EIGVEC @ (alpha * size)
 
 
 def run_exposed(cfg: DataConfig, split: str, **kwargs) -> dict[str, np.ndarray]:
@@ -105,14 +109,19 @@ def test_ten_crop_positions_and_flips_exact(image_tree: Path) -> None:
             np.testing.assert_allclose(out["images"][i, k], (view - MEAN).transpose(2, 0, 1), atol=1e-4)
 
 
-@pytest.mark.parametrize("normalize", ["mean", "meanstd"])
-def test_train_output_equals_numpy_reference(image_tree: Path, normalize: str) -> None:
-    cfg = make_cfg(image_tree, batch_size=8, normalize=normalize, seed=3)
+@pytest.mark.parametrize("normalize,scale,rescale", [("mean", None, False), ("meanstd", "eigval", False),
+                                                     ("mean", "stdev", True)])
+def test_train_output_equals_numpy_reference(image_tree: Path, normalize: str, scale: str | None,
+                                             rescale: bool) -> None:
+    """scale None: DataConfig's default, which must be the authors' "stdev". rescale: cuda-convnet2's
+    1 / (1 + 0.1) on the training image (convdata.py:183), opt-in."""
+    extra = {"lighting_scale": scale} if scale else {}
+    cfg = make_cfg(image_tree, batch_size=8, normalize=normalize, seed=3, lighting_rescale=rescale, **extra)
     out = run_exposed(cfg, "train")
-    std = STD if normalize == "meanstd" else np.ones(3)
+    std = (STD if normalize == "meanstd" else np.ones(3)) * (1.1 if rescale else 1.0)
     for i in range(8):
         expected = numpy_train_view(out["stored"][i], out["crop_x"][i], out["crop_y"][i], out["flip"][i],
-                                    out["alpha"][i].astype(np.float64))
+                                    out["alpha"][i].astype(np.float64), scale or "stdev")
         np.testing.assert_allclose(out["raw"][i], expected, atol=2e-3)
         np.testing.assert_allclose(out["images"][i], ((expected - MEAN) / std).transpose(2, 0, 1), atol=2e-3)
     assert np.abs(out["alpha"]).max() > 0  # lighting was on

@@ -109,3 +109,83 @@ def test_check_accepts_a_good_file(tmp_path):
     path = write(tmp_path / "pca.json", GOOD)
     result = CliRunner().invoke(main, ["--check", str(path)])
     assert result.exit_code == 0 and "ok" in result.stdout and "0.2" in result.stdout
+
+
+def test_a_file_without_a_mean_image_still_loads(tmp_path):
+    """pca.json files written before the mean image existed: mean_image None, normalisation "mean" by default."""
+    from pipeline.pca import default_normalization
+
+    path = write(tmp_path / "pca.json", GOOD)
+    assert load_pca(path).mean_image is None
+    assert default_normalization(path) == "mean" and default_normalization(None) == "mean"
+
+
+def mean_image_for(mean, seed: int = 0) -> np.ndarray:
+    """A (256, 256, 3) image in [0, 1] whose average over pixels is `mean` (to rounding)."""
+    pattern = np.random.default_rng(seed).uniform(-0.1, 0.1, (256, 256, 3))
+    return np.asarray(mean) + pattern - pattern.mean(axis=(0, 1))
+
+
+def with_mean_image(folder: Path, image: np.ndarray | None = None, **entry_changes) -> Path:
+    from pipeline.pca import write_mean_image
+
+    path = folder / "pca.json"
+    image = mean_image_for(GOOD["mean"]) if image is None else image
+    write(path, {**GOOD, "mean_image": {**write_mean_image(image, path), **entry_changes}})
+    return path
+
+
+def test_a_mean_image_loads_and_becomes_the_default_normalisation(tmp_path):
+    from pipeline.pca import default_normalization
+
+    image = mean_image_for(GOOD["mean"])
+    path = with_mean_image(tmp_path, image)
+    np.testing.assert_array_equal(load_pca(path).mean_image, image)
+    assert default_normalization(path) == "image"
+
+
+def corrupt(case: str, folder: Path) -> tuple[Path, str]:
+    """A pca.json whose mean image is bad in one way, and the words its error must hold."""
+    import hashlib
+
+    if case == "missing":
+        path = with_mean_image(folder)
+        next(folder.glob("*.npy")).unlink()
+        return path, "is missing"
+    if case == "altered":
+        path = with_mean_image(folder)
+        side = next(folder.glob("*.npy"))
+        side.write_bytes(side.read_bytes()[:-8] + np.float64(0.5).tobytes())
+        return path, "does not match the sha256"
+    if case == "other-run":  # a consistent file pair from another run's statistics
+        return with_mean_image(folder, mean_image_for([0.3, 0.3, 0.3])), "do not belong together"
+    if case == "out-of-range":
+        return with_mean_image(folder, mean_image_for(GOOD["mean"]) * 3), "must lie in [0, 1]"
+    if case == "not-a-folder-name":
+        return with_mean_image(folder, file="../elsewhere.npy"), "must name a .npy file in the same folder"
+    if case == "not-npy":
+        (folder / "x.npy").write_bytes(b"not numpy")
+        path = write(folder / "pca.json", {**GOOD, "mean_image": {
+            "file": "x.npy", "sha256": hashlib.sha256(b"not numpy").hexdigest()}})
+        return path, "not a NumPy .npy file"
+    assert case == "wrong-shape"
+    path = with_mean_image(folder)
+    small = folder / "small.npy"
+    np.save(small, np.full((128, 128, 3), 0.4))
+    data = json.loads(path.read_text())
+    data["mean_image"].update(file=small.name, sha256=hashlib.sha256(small.read_bytes()).hexdigest())
+    return write(path, data), "expected a finite float (256, 256, 3) mean image"
+
+
+@pytest.mark.parametrize("case", ["missing", "altered", "other-run", "out-of-range", "not-a-folder-name",
+                                  "not-npy", "wrong-shape"])
+def test_bad_mean_image_is_one_clear_line(tmp_path, case):
+    path, words = corrupt(case, tmp_path)
+    with pytest.raises(InputError) as caught:
+        load_pca(path)
+    message = str(caught.value)
+    assert words in message and str(tmp_path) in message and "\n" not in message
+    result = CliRunner().invoke(main, ["--check", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert words in line

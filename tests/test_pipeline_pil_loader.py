@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from pipeline.lighting import colour_stats
@@ -11,10 +12,10 @@ from pipeline.pil_loader import ImageListDataset, stored_image
 from tests.test_pipeline_graphs import MEAN, STD, entries_of, make_cfg, numpy_train_view, pil_stored
 
 
-def dataset(root: Path, split: str, normalize: str = "mean") -> ImageListDataset:
+def dataset(root: Path, split: str, normalize: str = "mean", scale: str = "stdev") -> ImageListDataset:
     cfg = make_cfg(root)
     entries = entries_of(cfg.train_list if split == "train" else cfg.val_list)
-    return ImageListDataset(root, entries, split, colour_stats(None, normalize), 224, 0.1)
+    return ImageListDataset(root, entries, split, colour_stats(None, normalize, scale), 224, 0.1)
 
 
 def test_stored_image_is_the_paper_preprocessing(image_tree: Path) -> None:
@@ -23,15 +24,17 @@ def test_stored_image_is_the_paper_preprocessing(image_tree: Path) -> None:
         np.testing.assert_array_equal(stored_image(image_tree / path), pil_stored(image_tree / path))
 
 
-def test_train_sample_equals_numpy_reference(image_tree: Path) -> None:
-    data = dataset(image_tree, "train", normalize="meanstd")
+@pytest.mark.parametrize("scale", ["stdev", "eigval"])
+def test_train_sample_equals_numpy_reference(image_tree: Path, scale: str) -> None:
+    data = dataset(image_tree, "train", normalize="meanstd", scale=scale)
     for index in range(6):
         stored = pil_stored(image_tree / data.entries[index][0])
         torch.manual_seed(index)
         image, label = data[index]
         torch.manual_seed(index)  # replay the same draws to learn the parameters
         raw, params = data.views(stored)
-        expected = numpy_train_view(stored, params["crop_x"], params["crop_y"], params["flip"], params["alpha"])
+        expected = numpy_train_view(stored, params["crop_x"], params["crop_y"], params["flip"], params["alpha"],
+                                    scale)
         np.testing.assert_allclose(raw, expected, atol=1e-3)
         np.testing.assert_allclose(image.numpy(), ((expected - MEAN) / STD).transpose(2, 0, 1), atol=1e-4)
         assert label == data.entries[index][1]

@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.conftest import HAS_CUDA, requires_cuda, write_image_tree
 from tools.compute_pca import main
+from pipeline.pca import load_pca
 from pipeline.pil_image import stored_pixels
 
 
@@ -102,6 +103,11 @@ def test_matches_numpy_reference(tree, tmp_path, backend):
     assert got["scale"] == "unit" and got["n_skipped"] == 0
     assert len(got["list_sha256"]) == 64 and got["version"] and "antialias" in got["preprocessing"]
     assert got["backend"] == backend
+    # The mean image: the per-pixel mean of the stored images, HWC, in a side file named by pca.json.
+    mean_image = load_pca(tmp_path / "pca.json").mean_image
+    reference = pixels.reshape(len(relpaths), 256, 256, 3).mean(axis=0)
+    np.testing.assert_allclose(mean_image, reference, rtol=0, atol=1e-12)
+    assert (tmp_path / got["mean_image"]["file"]).is_file() and mean_image.std() > 0
 
 
 def test_stored_pixels_match_the_pipeline_baseline(tree):
@@ -150,6 +156,8 @@ def test_same_result_for_workers_and_order(tree, tmp_path, backend):
         runs[name] = load(tmp_path / f"{name}.json")
     for key in ("eigval", "eigvec", "mean", "std", "covariance", "n_pixels"):
         assert runs["one"][key] == runs["two"][key] == runs["shuffled"][key], key  # bit-identical
+    assert runs["one"]["mean_image"]["sha256"] == runs["two"]["mean_image"]["sha256"] \
+        == runs["shuffled"]["mean_image"]["sha256"]  # the mean image too, to the bit
     assert runs["one"]["list_sha256"] != runs["shuffled"]["list_sha256"]
 
 
@@ -229,7 +237,23 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     code, out, err = run_cli(*[a.format(tmp=tmp_path) for a in args], "--workers", 1)
     assert code == 1 and "Traceback" not in out + err
     assert len(err.strip().splitlines()[-1:]) == 1 and message in err.strip().splitlines()[-1]
-    assert not (tmp_path / "p.json").exists()
+    assert not (tmp_path / "p.json").exists() and not list(tmp_path.glob("*.npy"))  # no mean image left behind
+
+
+def test_rewriting_replaces_the_mean_image_and_check_describes_it(tree, tmp_path):
+    """A second run to the same --out leaves one pair: the new pca.json and its own mean image."""
+    root, relpaths = tree
+    out = tmp_path / "pca.json"
+    for paths in (relpaths[:3], relpaths[3:6]):
+        code, _, err = run_cli("--list", write_list(tmp_path / "l.txt", paths), "--root", root, "--out", out,
+                               "--workers", 1)
+        assert code == 0, err
+    (side,) = tmp_path.glob("*.npy")
+    assert side.name == load(out)["mean_image"]["file"]
+    expected = np.stack([reference_pixels(root / p).reshape(256, 256, 3) for p in relpaths[3:6]]).mean(axis=0)
+    np.testing.assert_allclose(load_pca(out).mean_image, expected, rtol=0, atol=1e-12)
+    code, stdout, _ = run_cli("--check", out)
+    assert code == 0 and f"mean image {side.name}: 256x256x3" in stdout
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message of a machine without CUDA")
@@ -327,6 +351,7 @@ def test_torch_summation_of_the_gpu_path_is_exact_on_cpu(tree):
     assert got.n_images == 3 and got.n_pixels == 3 * 256 * 256
     assert got.sums == x.sum(axis=0).tolist()
     assert got.products == (x.T @ x).tolist()
+    np.testing.assert_array_equal(got.image_sums, np.asarray(output.as_tensor()).astype(np.int64).sum(axis=0))
 
 
 def test_default_backend_is_pil_on_the_cpu(tree, tmp_path):

@@ -10,7 +10,8 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
 
 The pixels are those training sees: pipeline.graphs' DALI decode -> shorter side 256 -> centre 256x256
 (`--backend pil`: pipeline.pil_image's PIL equivalent, tools.pca.stats.PREPROCESSING). The sums are
-exact integers, so the result does not depend on --workers or the list order. docs/pca.md has the
+exact integers, so the result does not depend on --workers or the list order. The per-pixel mean of the
+stored images (the mean image, §2, for `--normalize image`) goes beside pca.json (pipeline/pca.py). docs/pca.md has the
 numbers for Imagenette beside the published ImageNet ones, and the speed measurements.
 """
 from __future__ import annotations
@@ -21,13 +22,19 @@ import click
 import numpy as np
 
 from pipeline.errors import InputError, user_errors
-from pipeline.pca import load_pca
+from pipeline.pca import load_pca, mean_image_file
 from tools.pca.compute import compute_pca
 from tools.shared.jobs import usable_cpus
 
 def _check(path: Path) -> None:
     pca = load_pca(path)
     click.echo(f"{path}: ok; eigval {np.round(pca.eigval, 6).tolist()}, mean {np.round(pca.mean, 4).tolist()}")
+    if pca.mean_image is not None:
+        levels = pca.mean_image * 255
+        low, high = levels.min(axis=(0, 1)), levels.max(axis=(0, 1))
+        click.echo(f"mean image {mean_image_file(path).name}: {'x'.join(map(str, levels.shape))}, per channel "
+                   f"(R, G, B) {np.round(low, 1).tolist()} to {np.round(high, 1).tolist()} grey levels, "
+                   f"std over pixels {np.round(levels.std(axis=(0, 1)), 2).tolist()}")
 
 
 @click.command(name="compute-pca")

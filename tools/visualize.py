@@ -29,8 +29,8 @@ DATA_OPTIONS = (
     click.option("--pca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  help="The run's pca.json (default: published ImageNet values)."),
 )
-NORMALIZE = click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="mean", show_default=True,
-                         help="The run's normalisation.")
+NORMALIZE = click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
+                         help="The run's normalisation (default: the checkpoint's).")
 
 
 def _data_options(func):
@@ -76,7 +76,7 @@ def kernels(run: Path, out: Path | None, zoom: int) -> None:
 @click.option("--max-train", default=1000, show_default=True, help="Training images searched (random subset).")
 @click.option("--seed", default=0, show_default=True)
 @user_errors
-def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, out: Path | None,
+def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str | None, out: Path | None,
                queries: int, max_train: int, seed: int) -> None:
     """Figure 4: validation images and the 6 training images nearest in fc7 space."""
     from tools.viz.neighbours import draw_neighbours
@@ -108,7 +108,7 @@ def augment(root: Path, lists: Path, pca: Path | None, out: Path, images: int, s
               help="JSON object of more numbers to list (e.g. a final evaluation).")
 @click.option("--max-train", default=1000, show_default=True, help="Training images searched for neighbours.")
 @user_errors
-def report(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, out: Path | None,
+def report(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str | None, out: Path | None,
            extra: Path | None, max_train: int) -> None:
     """Every picture of RUN, and a Markdown report that links them with the run's numbers."""
     from tools.viz.report import make_pictures, read_json, write_report

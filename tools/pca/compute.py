@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
-from pipeline.pca import load_pca
+from pipeline.pca import load_pca, mean_image_file, write_mean_image
 from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 from tools.shared.jobs import Progress
 
@@ -84,17 +84,34 @@ def pca_document(stats: PixelStatistics, moments: PixelMoments, skipped: list, i
     }
 
 
-def write_pca(document: dict, out: Path) -> None:
-    """Write pca.json atomically (temp file + rename), after checking it with pipeline.pca.load_pca."""
+def write_pca(document: dict, out: Path, mean_image: np.ndarray | None = None) -> None:
+    """Write pca.json atomically (temp file + rename), after checking it with pipeline.pca.load_pca.
+
+    The mean image goes first into its own content-named file beside it (pipeline.pca.write_mean_image);
+    the side file of the pca.json this one replaces is deleted once the new pair is in place.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = mean_image_file(out)
+    if mean_image is not None:
+        document = {**document, "mean_image": write_mean_image(mean_image, out)}
+    new = mean_image_file_of(document, out)
     temp = out.with_name(out.name + ".tmp")
     temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     try:
         load_pca(temp)
     except InputError as error:
         temp.unlink()
+        if new is not None and new != previous:
+            new.unlink(missing_ok=True)
         raise InputError(f"{out}: the statistics are unusable, nothing written ({error})") from None
     os.replace(temp, out)
+    if previous is not None and previous != new:
+        previous.unlink(missing_ok=True)
+
+
+def mean_image_file_of(document: dict, out: Path) -> Path | None:
+    entry = document.get("mean_image")
+    return out.parent / entry["file"] if entry else None
 
 
 def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, seed: int, workers: int,
@@ -120,5 +137,5 @@ def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, 
         "tool": "imagenet-tools compute-pca", "version": importlib.metadata.version("alexnet-dali"),
     }
     stats = statistics_of(moments)
-    write_pca(pca_document(stats, moments, skipped, info), out)
+    write_pca(pca_document(stats, moments, skipped, info), out, stats.mean_image)
     return stats, moments, skipped, rate

@@ -86,7 +86,8 @@ def torch_moments(output, count: int, device) -> PixelMoments:
         device: torch.device to sum on ("cuda", i) for GPU outputs; "cpu" works too (tests).
 
     Returns:
-        The exact integer sums: float64 sums of uint8 values and products stay integers below 2**53.
+        The exact integer sums: float64 sums of uint8 values and products stay integers below 2**53; the
+        per-pixel sums are int64 (1.5 MB per batch comes back from the GPU).
     """
     import torch
     from nvidia.dali.plugin.pytorch import feed_ndarray
@@ -103,6 +104,7 @@ def torch_moments(output, count: int, device) -> PixelMoments:
         n_pixels=pixels.shape[0],
         sums=[int(v) for v in sums],
         products=[[int(v) for v in row] for row in products],
+        image_sums=batch.sum(dim=0, dtype=torch.int64).cpu().numpy(),  # per-pixel sums: the mean image
     )
 
 

@@ -1,8 +1,9 @@
 """Exact pixel moments and their eigen-decomposition: the arithmetic behind `imagenet-tools compute-pca`.
 
-Every image contributes integer sums over its 256x256 uint8 pixels: the count, the per-channel sums
-and the 3x3 sums of products. Integer sums add exactly, so the result cannot depend on how images are
-split across workers or in which order they arrive. The covariance is formed once, at the end, from
+Every image contributes integer sums over its 256x256 uint8 pixels: the count, the per-channel sums,
+the 3x3 sums of products, and the image itself to the per-pixel sums behind the mean image. Integer
+sums add exactly, so the result cannot depend on how images are split across workers or in which order
+they arrive. The covariance is formed once, at the end, from
 those integers (Python ints, no overflow) and only then rounded to float64.
 """
 from __future__ import annotations
@@ -34,19 +35,30 @@ class PixelMoments:
         n_pixels: pixels summed.
         sums: per-channel sums of pixel values (R, G, B), Python ints.
         products: 3x3 sums of products of channel values, Python ints.
+        image_sums: int64 (H, W, 3) sums of the images pixel by pixel (None: no image summed yet); exact up
+            to 3.6e16 images of uint8.
     """
 
     n_images: int = 0
     n_pixels: int = 0
     sums: list[int] = field(default_factory=lambda: [0, 0, 0])
     products: list[list[int]] = field(default_factory=lambda: [[0] * 3 for _ in range(3)])
+    image_sums: np.ndarray | None = None
 
     def __add__(self, other: PixelMoments) -> PixelMoments:
+        if self.image_sums is None or other.image_sums is None:
+            image_sums = self.image_sums if other.image_sums is None else other.image_sums
+        elif self.image_sums.shape != other.image_sums.shape:
+            shapes = f"{self.image_sums.shape} and {other.image_sums.shape}"
+            raise ValueError(f"cannot add per-pixel sums of {shapes} images")
+        else:
+            image_sums = self.image_sums + other.image_sums
         return PixelMoments(
             n_images=self.n_images + other.n_images,
             n_pixels=self.n_pixels + other.n_pixels,
             sums=[a + b for a, b in zip(self.sums, other.sums)],
             products=[[a + b for a, b in zip(ra, rb)] for ra, rb in zip(self.products, other.products)],
+            image_sums=image_sums,
         )
 
 
@@ -55,7 +67,7 @@ def moments_of(pixels: np.ndarray, n_images: int = 1) -> PixelMoments:
 
     Args:
         pixels: uint8 array whose last axis is RGB, e.g. one (256, 256, 3) image or a (B, 256, 256, 3) batch.
-        n_images: how many images the array holds.
+        n_images: how many images the array holds (a 4-D batch: its first axis).
 
     Returns:
         The integer sums. They are computed in float64, which is exact here: every partial sum is an
@@ -79,7 +91,17 @@ def moments_of(pixels: np.ndarray, n_images: int = 1) -> PixelMoments:
         n_pixels=pixels.size // 3,
         sums=[int(v) for v in sums],
         products=[[int(v) for v in row] for row in products],
+        image_sums=image_sums_of(pixels),
     )
+
+
+def image_sums_of(pixels: np.ndarray) -> np.ndarray | None:
+    """int64 per-pixel sums of one (H, W, 3) image or a (B, H, W, 3) batch; None for other shapes."""
+    if pixels.ndim == 3:
+        return pixels.astype(np.int64)
+    if pixels.ndim == 4:
+        return pixels.sum(axis=0, dtype=np.int64)
+    return None
 
 
 def fix_signs(eigvec: np.ndarray) -> np.ndarray:
@@ -109,6 +131,7 @@ class PixelStatistics:
         mean: (3,) per-channel mean.
         std: (3,) per-channel standard deviation (population).
         covariance: (3, 3) population covariance.
+        mean_image: (H, W, 3) per-pixel mean (HWC), integer sums / (images * 255) rounded once; or None.
     """
 
     eigval: np.ndarray
@@ -116,6 +139,7 @@ class PixelStatistics:
     mean: np.ndarray
     std: np.ndarray
     covariance: np.ndarray
+    mean_image: np.ndarray | None = None
 
 
 def statistics_of(moments: PixelMoments) -> PixelStatistics:
@@ -142,4 +166,5 @@ def statistics_of(moments: PixelMoments) -> PixelStatistics:
         mean=mean,
         std=np.sqrt(np.diag(covariance)),
         covariance=covariance,
+        mean_image=None if moments.image_sums is None else moments.image_sums / (moments.n_images * MAX_LEVEL),
     )

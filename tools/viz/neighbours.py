@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, model_from
-from pipeline.constants import CROP_SIZE
+from pipeline.constants import CROP_SIZE, STORED_SIZE
 from pipeline.filelist import read_class_table, read_file_list
 from pipeline.lighting import ColourStats, colour_stats
-from pipeline.pil_image import centre_crop, stored_image
+from pipeline.pil_image import centre_crop, crop_anchor, stored_image
 from pipeline.pil_loader import normalised
 from tools.shared.figures import pyplot, save_figure
 from tools.shared.jobs import Progress
@@ -31,10 +31,14 @@ def centre_crops(root: Path, relpaths: list[str]) -> np.ndarray:
 
 @torch.no_grad()
 def fc7_vectors(model: torch.nn.Module, crops: np.ndarray, stats: ColourStats, batch_size: int = 32) -> np.ndarray:
-    """fc7 activations (n, 4096) of uint8 crops, normalised as the pipeline does ((x - mean) / std, 0-255 scale)."""
+    """fc7 activations (n, 4096) of uint8 centre crops, normalised as the pipeline does ((x - mean) / std, 0-255
+    scale; the centre view's window of the mean image with normalize "image")."""
+    offset = crop_anchor(STORED_SIZE, CROP_SIZE, 0.5)
+    centre = (offset, offset, False)
     features, progress = [], Progress("fc7 features", len(crops), "images")
     for start in range(0, len(crops), batch_size):
-        batch = normalised(crops[start:start + batch_size].astype(np.float32), stats)
+        chunk = crops[start:start + batch_size].astype(np.float32)
+        batch = normalised(chunk, stats, CROP_SIZE, [centre] * len(chunk))
         features.append(model.fc7_features(batch).numpy())
         progress.update(len(features[-1]))
     progress.finish()
@@ -50,14 +54,14 @@ def nearest(queries: np.ndarray, database: np.ndarray, k: int = NEIGHBOURS) -> n
 
 
 def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pca: Path | None = None,
-                    normalize: str = "mean", queries: int = 5, max_train: int = 1000, seed: int = 0) -> Path:
+                    normalize: str | None = None, queries: int = 5, max_train: int = 1000, seed: int = 0) -> Path:
     """Figure 4: each row a validation image, then its NEIGHBOURS nearest training images in fc7 space.
 
     Args:
         checkpoint: a model.train checkpoint.
         root, lists: the image root and the folder with train.txt / val.txt (and classes.tsv) of the run.
         out_png: picture to write.
-        pca, normalize: the run's pca.json and normalisation (mean/std of the pipeline).
+        pca, normalize: the run's pca.json and normalisation (None: the checkpoint's, else "mean").
         queries: validation images shown.
         max_train: training images searched (a random subset when the list is longer; fc7 costs a forward pass).
         seed: which images.
@@ -66,14 +70,17 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
         out_png.
     """
     lists = Path(lists)
-    model = model_from(load_checkpoint(checkpoint), checkpoint)
+    state = load_checkpoint(checkpoint)
+    model = model_from(state, checkpoint)
+    config = state.get("config")
+    data = config.get("DataConfig", {}) if isinstance(config, dict) else {}
     train = read_file_list(lists / "train.txt")
     val = pick(read_file_list(lists / "val.txt"), queries, seed)
     if len(train) > max_train:
         train = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:max_train])]
     names = dict(enumerate(c for c, _ in read_class_table(lists / "classes.tsv"))) \
         if (lists / "classes.tsv").is_file() else {}
-    stats = colour_stats(pca, normalize)
+    stats = colour_stats(pca, normalize or data.get("normalize", "mean"), mean_window=data.get("mean_window", "centre"))
     train_crops = centre_crops(root, [p for p, _ in train])
     val_crops = centre_crops(root, [p for p, _ in val])
     index = nearest(fc7_vectors(model, val_crops, stats), fc7_vectors(model, train_crops, stats))

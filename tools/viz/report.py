@@ -25,7 +25,7 @@ ROWS = (
 )
 
 
-def make_pictures(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str, folder: Path,
+def make_pictures(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str | None, folder: Path,
                   max_train: int = 1000) -> dict[str, Path]:
     """Draw all pictures of a run into `folder`.
 
