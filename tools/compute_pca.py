@@ -29,6 +29,7 @@ import numpy as np
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca
+from pipeline.writable import writable_folder
 from tools.pca_stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 
 DALI_PREPROCESSING = (
@@ -129,15 +130,18 @@ def pca_document(stats: PixelStatistics, moments: PixelMoments, skipped: list, i
 
 def write_pca(document: dict, out: Path) -> None:
     """Write pca.json atomically (temp file + rename), after checking it with pipeline.pca.load_pca."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(out.name + ".tmp")
-    temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         load_pca(temp)
+        os.replace(temp, out)
     except InputError as error:
         temp.unlink()
         raise InputError(f"{out}: the statistics are unusable, nothing written ({error})") from None
-    os.replace(temp, out)
+    except OSError as error:  # e.g. the disk filled up during the computation
+        temp.unlink(missing_ok=True)
+        raise InputError(f"{out}: could not write it ({error.strerror or error}); nothing written") from None
 
 
 def _check(path: Path) -> None:
@@ -173,6 +177,7 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         raise InputError(f"{root}: --root is not a folder; pass the folder the list's paths are relative to")
     if out.is_dir():
         raise InputError(f"{out}: --out is a folder; pass a file name such as {out / 'pca.json'}")
+    writable_folder(out.parent, "--out", given=out)  # before the computation, not after it
     if backend is None:
         backend = "dali" if device == "gpu" else "pil"
     if device == "gpu" and backend == "pil":
