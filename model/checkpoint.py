@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,8 @@ def atomic_save(state: dict, path: Path) -> None:
         InputError: the write failed (disk full, no permission); the previous file is intact.
     """
     path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    had_previous = path.exists()
+    handle, temp = _create_temp(path)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(state, file)
@@ -53,11 +54,23 @@ def atomic_save(state: dict, path: Path) -> None:
         cause = error if isinstance(error, OSError) else error.__context__
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error).splitlines()[0]
         Path(temp).unlink(missing_ok=True)
-        raise InputError(
-            f"could not write {path}: {reason}; the previous checkpoint is intact "
-            "(free some space, then continue with --resume)"
-        ) from None
+        if had_previous:
+            after = "the previous checkpoint is intact (free some space, then continue with --resume)"
+        else:
+            after = "no checkpoint was written before this one (free some space, then start again)"
+        raise InputError(f"could not write {path}: {reason}; {after}") from None
     _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new file `.NAME.XXXXXXXX.tmp` beside `path`, created with mode 0666 less the umask like any other
+    output (tempfile.mkstemp would make it 0600, and the rename keeps that)."""
+    while True:
+        temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temp)
+        except FileExistsError:
+            continue
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -7,6 +7,7 @@ and the run itself (devices, precision, where files go). They are passed explici
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -90,6 +91,9 @@ class RunConfig:
         gpus: the two towers' devices for parallel="towers".
         towers, lrn, pool, dropout: the paper's ablations (model.alexnet.NetConfig, model/variants.py);
             None: the checkpoint's with --resume or -e, else the paper's (2, True, "overlap", True).
+        overwrite: a new run may replace the run that `out` holds (its checkpoints and metrics).
+        given: the flags typed on the command line (click parameter names); with `resume` the others
+            take the checkpoint's values (model/resume.py).
     """
 
     arch: str | None = None
@@ -114,6 +118,8 @@ class RunConfig:
     lrn: bool | None = None
     pool: Literal["overlap", "plain"] | None = None
     dropout: bool | None = None
+    overwrite: bool = False
+    given: tuple[str, ...] = ()
 
 
 def as_primitives(*configs: object) -> dict[str, dict]:
@@ -123,12 +129,13 @@ def as_primitives(*configs: object) -> dict[str, dict]:
         configs: dataclass instances (DataConfig, OptimConfig, ScheduleConfig, RunConfig).
 
     Returns:
-        {class name: {field: value}} with Paths as strings and tuples as lists.
+        {class name: {field: value}} with Paths as absolute strings (a checkpoint is used from other
+        folders: predict finds the run's pca.json from anywhere) and tuples as lists.
     """
 
     def plain(value):
         if isinstance(value, Path):
-            return str(value)
+            return os.path.abspath(value)
         if isinstance(value, (tuple, list)):
             return [plain(item) for item in value]
         return value

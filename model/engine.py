@@ -7,6 +7,7 @@ in model/run.py and reaches the loop through the `after_step` callback.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -131,16 +132,36 @@ def train_one_epoch(
 
 
 def progress(epoch: int, done: int, total: int, meter: Meter, trainer: Trainer, clock: EpochClock) -> None:
-    """One progress line on stderr (a carriage return keeps it on one terminal line)."""
+    """One progress line on stderr."""
     loss, top1, _ = meter.summary()
     lr = trainer.optimizer.param_groups[0]["lr"]
-    end = "\n" if done == total or not sys.stderr.isatty() else ""
-    print(f"\repoch {epoch} [{done:>5}/{total}] loss {loss:.4f} top-1 err {top1:5.1f}% lr {lr:.3g} "
-          f"{clock.images_per_s():7.1f} img/s data wait {clock.data_wait_frac():4.0%}", end=end, file=sys.stderr, flush=True)
+    status_line(f"epoch {epoch} [{done:>5}/{total}] loss {loss:.4f} top-1 err {top1:5.1f}% lr {lr:.3g} "
+                f"{clock.images_per_s():7.1f} img/s data wait {clock.data_wait_frac():4.0%}", last=done == total)
+
+
+def status_line(text: str, last: bool) -> None:
+    """A progress line on stderr: on a terminal rewritten in place (carriage return) until the last one;
+    into a file or pipe, plain lines (a log holds no carriage returns)."""
+    if sys.stderr.isatty():
+        print("\r" + text, end="\n" if last else "", file=sys.stderr, flush=True)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def view_probabilities(trainer: Trainer, images: torch.Tensor) -> torch.Tensor:
+    """§6: the softmax outputs of (N, V, C, H, W) views averaged over V, one view at a time, so that the
+    model never sees more than N images at once (memory as for a centre-crop batch, not V times it)."""
+    total = None
+    for view in range(images.shape[1]):
+        batch = images[:, view]
+        batch = batch.contiguous(memory_format=torch.channels_last if trainer.channels_last else torch.contiguous_format)
+        probs = F.softmax(trainer.model(batch).float(), dim=1)
+        total = probs if total is None else total + probs
+    return total / images.shape[1]
 
 
 @torch.no_grad()
-def evaluate(trainer: Trainer, loader: Iterable) -> tuple[float, float, float, int]:
+def evaluate(trainer: Trainer, loader: Iterable, *, label: str = "", print_freq: int = 0) -> tuple[float, float, float, int]:
     """Loss and top-1/top-5 error over one pass of `loader`, summed over processes.
 
     Args:
@@ -148,27 +169,29 @@ def evaluate(trainer: Trainer, loader: Iterable) -> tuple[float, float, float, i
         loader: yields (images (N,3,H,W), labels) for centre crops or (images (N,10,3,H,W), labels)
             for §6's ten views; the ten views' softmax outputs are averaged, the loss is the negative
             log of the averaged probability of the label.
+        label, print_freq: a progress line named `label` on stderr every `print_freq` batches (0: none).
 
     Returns:
         (mean loss, top-1 error %, top-5 error %, images counted).
     """
     trainer.model.eval()
     meter = Meter(trainer.device)
-    for images, labels in loader:
+    total = len(loader) if print_freq else 0  # type: ignore[arg-type]
+    start, seen = time.perf_counter(), 0
+    for done, (images, labels) in enumerate(loader, start=1):
         images, labels = trainer.to_device(images, labels)
         with trainer.autocast():
             if images.dim() == 5:
-                n, views = images.shape[:2]
-                flat = images.flatten(0, 1)
-                if trainer.channels_last:
-                    flat = flat.contiguous(memory_format=torch.channels_last)
-                probs = F.softmax(trainer.model(flat).float(), dim=1).view(n, views, -1).mean(dim=1)
-                loss = F.nll_loss(probs.clamp_min(MIN_PROBABILITY).log(), labels)
-                scores = probs
+                scores = view_probabilities(trainer, images)
+                loss = F.nll_loss(scores.clamp_min(MIN_PROBABILITY).log(), labels)
             else:
                 scores = trainer.model(images).float()
                 loss = F.cross_entropy(scores, labels)
         meter.add(loss, scores, labels)
+        seen += labels.shape[0]
+        if print_freq and (done % print_freq == 0 or done == total):
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            status_line(f"{label} [{done:>5}/{total}] {rate:7.1f} img/s", last=done == total)
     trainer.reduce(meter.sums)
     loss, top1, top5 = meter.summary()
     return loss, top1, top5, int(meter.values()[3])

@@ -73,21 +73,37 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
     pca_path = Path(pca) if pca else (Path(data_config["pca"]) if data_config.get("pca") else None)
     if pca_path is not None and not pca_path.is_file():
         raise InputError(f"{pca_path}: the checkpoint was trained with this pca.json (its mean); pass --pca PATH")
-    for image in images:
-        if not Path(image).is_file():
-            raise InputError(f"{image}: no such image file")
     try:
         torch_device = torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
     model = model_from(state, Path(checkpoint)).to(torch_device)
     window = data_config.get("mean_window", "centre")
-    for image, (indices, probs) in zip(images, predict(model, [Path(i) for i in images], normalize, pca_path,
-                                                       torch_device, mean_window=window)):
+    failed = 0
+    for image in images:  # one bad file is reported and skipped; the others are still classified
+        try:
+            check_image_file(Path(image))
+            [(indices, probs)] = predict(model, [Path(image)], normalize, pca_path, torch_device, mean_window=window)
+        except InputError as error:
+            if len(images) == 1:
+                raise
+            failed += 1
+            click.echo(f"Error: {error}", err=True)
+            continue
         print(image)
         for index, prob in zip(indices, probs):
             wnid, name = table[index]
             print(f"  {prob:7.2%}  {index:4d}  {wnid}  {name}")
+    if failed:
+        raise InputError(f"{failed} of {len(images)} images could not be classified (each is named above)")
+
+
+def check_image_file(path: Path) -> None:
+    """InputError unless `path` is a file (a folder or a missing path each get their own words)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file; give the image files (e.g. {path}/*.JPEG)")
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
 
 
 if __name__ == "__main__":

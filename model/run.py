@@ -17,16 +17,18 @@ from torch import nn
 
 from model import parallel
 from model.alexnet import NetConfig, build_model
-from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from model.checkpoint import BEST_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from model.config import LR_DROP_FACTOR, OptimConfig, RunConfig, ScheduleConfig, as_primitives
 from model.engine import Trainer, evaluate, train_one_epoch
-from model.metrics import EpochClock, Meter
+from model.metrics import EpochClock, Meter, TrainingDiverged
 from model.optim import make_sgd
+from model.resume import announce, apply_changes, evaluation_settings, resume_settings
+from model.run_folder import RunFolder
+from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
 from model.variants import net_entry, resolve_decay_biases, resolve_net
-from model.run_log import StopRequest, epoch_record, append_metrics, trim_metrics
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
-from pipeline.filelist import read_class_table
+from pipeline.filelist import read_class_table, read_file_list
 from pipeline.loader import make_loader
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -62,8 +64,11 @@ class Session:
     scaler: torch.amp.GradScaler
     position: Position
     net_config: NetConfig = NetConfig()  # the network trained (the paper's, or an ablation: model/variants.py)
+    folder: RunFolder | None = None  # the locked --out of a training run (main process only)
 
     def close(self) -> None:
+        if self.folder is not None:
+            self.folder.release()
         parallel.cleanup(self.ctx)
 
 
@@ -83,7 +88,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleConfig, l
 def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig, run: RunConfig) -> Session:
     """Set up devices, model, optimiser, schedule and (with --resume) restore a checkpoint."""
     ctx = parallel.init_parallel(run.parallel, run.device, run.gpus)
+    folder = None
     try:
+        if ctx.is_main and not run.evaluate:  # before any work: --out writable, locked, not another run's
+            folder = RunFolder.claim(run.out, run.resume, run.overwrite)
         on_gpu = ctx.device.type == "cuda"
         num_classes = len(read_class_table(run.classes)) if run.classes else 1000
         # Labels are checked against the class table when the lists are read: a label >= num_classes
@@ -93,6 +101,10 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
         if run.resume is not None:
             checkpoint = load_checkpoint(run.resume, arch=run.arch, num_classes=num_classes,
                                          for_resume=not run.evaluate)
+            if run.evaluate:
+                data = evaluation_settings(checkpoint, data, run)
+            else:
+                (data, optim, schedule, run), kept = resume_settings(checkpoint, data, optim, schedule, run)
         arch = run.arch or (checkpoint["arch"] if checkpoint else "alexnet")
         net_config = resolve_net(run, checkpoint)
         torch.manual_seed(run.seed)  # the initial weights depend on the seed only
@@ -126,9 +138,14 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
                 scaler.load_state_dict(checkpoint["scaler"])
             position = Position(checkpoint["epoch"], checkpoint.get("epoch_step", 0), checkpoint["step"],
                                 checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), rank_rng(checkpoint, ctx))
+            changes = apply_changes(checkpoint, optimizer, scheduler, optim, schedule, run)
+            if ctx.is_main:
+                announce(run.resume, position, kept, changes)
         return Session(data, optim, schedule, run, ctx, arch, num_classes, net, trainer, scheduler, scaler, position,
-                       net_config)
+                       net_config, folder)
     except BaseException:
+        if folder is not None:
+            folder.release()
         parallel.cleanup(ctx)
         raise
 
@@ -177,6 +194,8 @@ def fit(session: Session) -> None:
     run, ctx, pos = session.run, session.ctx, session.position
     if ctx.is_main:
         run.out.mkdir(parents=True, exist_ok=True)
+        if session.folder is not None:
+            session.folder.remove_previous()  # --overwrite
         trim_metrics(run.out, pos.epoch)  # a resumed epoch is logged again when it completes
         for stale in run.out.glob(".*.pth.tar.*"):  # temp files of a write that a kill -9 interrupted
             stale.unlink(missing_ok=True)
@@ -208,6 +227,8 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     data = replace(session.data, seed=run.seed + epoch)
     loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
     total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here
+    if total == 0:
+        raise no_full_batch(session)
     skip = pos.epoch_step if epoch == pos.epoch else 0
     # Dropout's masks: a new stream each epoch, and under DDP a different one on each rank (with one seed
     # for all, every rank would drop the same units).
@@ -232,8 +253,11 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
             write_checkpoint(session, all_ranks(session, meter))
         return stopping or limit or done >= total
 
-    clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
-                            after_step=after_step, after_skip=resume_rng, log=ctx.is_main)
+    try:
+        clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
+                                after_step=after_step, after_skip=resume_rng, log=ctx.is_main)
+    except InputError as error:  # e.g. a corrupt image: keep the steps trained so far
+        raise save_progress(session, meter, pos.epoch_step - skip, error) from None
     del loader  # free the epoch's pipeline before the next one is built
     return pos.epoch_step >= total, stopped, meter, clock
 
@@ -245,8 +269,10 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
     lr = session.trainer.optimizer.param_groups[0]["lr"]
     sums = all_ranks(session, meter)
     train = sums.summary()
-    val = evaluate(session.trainer, val_loader)
-    ten = evaluate(session.trainer, ten_loader) if ten_loader is not None else None
+    freq = session.run.print_freq if ctx.is_main else 0
+    val = evaluate(session.trainer, val_loader, label=f"epoch {epoch} validation", print_freq=freq)
+    ten = (evaluate(session.trainer, ten_loader, label=f"epoch {epoch} 10-crop validation", print_freq=freq)
+           if ten_loader is not None else None)
     if finished:
         if isinstance(session.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             session.scheduler.step(val[1])
@@ -254,21 +280,40 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
             session.scheduler.step()
         pos.epoch, pos.epoch_step = epoch + 1, 0
     acc1 = 100.0 - val[1]
-    is_best = math.isfinite(acc1) and acc1 > pos.best_acc1
+    # The first validated epoch of a run folder is always a best (also at 0 % accuracy): model_best.pth.tar
+    # exists as soon as there is a validated checkpoint.
+    first = not (session.run.out / BEST_NAME).exists()
+    is_best = math.isfinite(acc1) and (acc1 > pos.best_acc1 or first)
     pos.best_acc1 = max(pos.best_acc1, acc1) if math.isfinite(acc1) else pos.best_acc1
+    failed = None
     if ctx.is_main:
         record = epoch_record(epoch, lr, train, val, ten, clock)
-        append_metrics(session.run.out, record)
         print(record_line(record), flush=True)
+        try:
+            append_metrics(session.run.out, record)
+        except InputError as error:  # still save the epoch's checkpoint, then stop
+            failed = error
     write_checkpoint(session, None if finished else sums, is_best)
+    if failed is not None:
+        raise failed
 
 
-def record_line(record: dict) -> str:
-    """The per-epoch summary on stdout."""
-    ten = (f" | 10-crop top-1 {record['val10_top1_err']:.2f}% top-5 {record['val10_top5_err']:.2f}%"
-           if record["val10_top1_err"] is not None else "")
-    fmt = lambda v: "nan" if v is None else f"{v:.2f}"  # noqa: E731
-    return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top-1 {fmt(record['train_top1_err'])}% "
-            f"top-5 {fmt(record['train_top5_err'])}% | val loss {fmt(record['val_loss'])} top-1 "
-            f"{fmt(record['val_top1_err'])}% top-5 {fmt(record['val_top5_err'])}%{ten} | lr {record['lr']:.3g} | "
-            f"{record['images_per_s']:.1f} img/s, data wait {record['data_wait_frac']:.0%} | {record['time_s']:.1f} s")
+def save_progress(session: Session, meter: Meter, steps: int, error: InputError) -> InputError:
+    """After a data error mid-epoch, checkpoint the steps trained since the last checkpoint and return the
+    error to raise, saying so. Not under DDP (the other ranks are not at this point to join the
+    checkpoint's collectives), nor after a divergence (those weights are not kept)."""
+    if isinstance(error, TrainingDiverged) or session.ctx.world_size > 1 or steps == 0:
+        return error
+    write_checkpoint(session, all_ranks(session, meter))
+    return InputError(f"{error}; the {steps} step{'s' if steps > 1 else ''} trained before it saved: fix the file "
+                      f"(same list), then continue with --resume {session.run.out}")
+
+
+def no_full_batch(session: Session) -> InputError:
+    """The error for a training shard with fewer images than one batch (the incomplete last batch is dropped)."""
+    data, ctx = session.data, session.ctx
+    images = len(read_file_list(data.train_list)) if data.train_list is not None else 0
+    share = f", about {images // ctx.world_size} for each of the {ctx.world_size} processes" if ctx.world_size > 1 else ""
+    return InputError(f"-b {data.batch_size} is more than the training images ({images} in {data.train_list}{share}): "
+                      "an epoch would have no step, since the incomplete last batch is dropped; use a smaller -b")
+

@@ -16,6 +16,7 @@ import torch
 
 from model import parallel
 from model.metrics import EpochClock
+from pipeline.errors import InputError
 
 METRICS_NAME = "metrics.jsonl"
 DDP_POLL_STEPS = 10  # StopRequest: steps between the ranks' agreement on a stop
@@ -43,22 +44,45 @@ def epoch_record(epoch: int, lr: float, train: tuple, val: tuple, ten: tuple | N
         A dict with exactly METRIC_KEYS.
     """
     record = {
-        "epoch": epoch, "lr": lr,
+        "epoch": epoch, "lr": _number(lr),
         "train_loss": _number(train[0]), "train_top1_err": _number(train[1]), "train_top5_err": _number(train[2]),
         "val_loss": _number(val[0]), "val_top1_err": _number(val[1]), "val_top5_err": _number(val[2]),
         "val10_top1_err": _number(ten[1]) if ten else None, "val10_top5_err": _number(ten[2]) if ten else None,
-        "images_per_s": clock.images_per_s(), "data_wait_frac": clock.data_wait_frac(), "time_s": clock.elapsed(),
+        "images_per_s": _number(clock.images_per_s()), "data_wait_frac": _number(clock.data_wait_frac()),
+        "time_s": _number(clock.elapsed()),
     }
     assert tuple(record) == METRIC_KEYS
     return record
 
 
+def record_line(record: dict) -> str:
+    """The per-epoch summary on stdout (errors in percent: "top-1 err 100.00%" is no image right)."""
+    fmt = lambda v, spec=".2f": "nan" if v is None else format(v, spec)  # noqa: E731
+    ten = (f" | 10-crop top-1 err {record['val10_top1_err']:.2f}% top-5 err {record['val10_top5_err']:.2f}%"
+           if record["val10_top1_err"] is not None else "")
+    return (f"epoch {record['epoch']}: train loss {fmt(record['train_loss'], '.4f')} top-1 err "
+            f"{fmt(record['train_top1_err'])}% top-5 err {fmt(record['train_top5_err'])}% | val loss "
+            f"{fmt(record['val_loss'])} top-1 err {fmt(record['val_top1_err'])}% top-5 err "
+            f"{fmt(record['val_top5_err'])}%{ten} | lr {fmt(record['lr'], '.3g')} | {fmt(record['images_per_s'], '.1f')} "
+            f"img/s, data wait {fmt(record['data_wait_frac'], '.0%')} | {fmt(record['time_s'], '.1f')} s")
+
+
 def append_metrics(out: Path, record: dict) -> None:
-    """Append one line to RUNDIR/metrics.jsonl (flushed: a killed run keeps every finished epoch)."""
-    with open(Path(out) / METRICS_NAME, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one line to RUNDIR/metrics.jsonl (flushed: a killed run keeps every finished epoch).
+
+    Raises:
+        InputError: the line could not be written (disk full, folder gone or made read-only).
+    """
+    line = json.dumps(record, allow_nan=False) + "\n"  # strict JSON: a NaN would be an error here, not a token
+    path = Path(out) / METRICS_NAME
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise InputError(f"could not append to {path}: {error.strerror or error}; the epoch's checkpoint is "
+                         "still written where possible (free some space or fix the folder, then --resume)") from None
 
 
 def trim_metrics(out: Path, before_epoch: int) -> None:

@@ -11,10 +11,12 @@ docs/training.md has real runs. The loop itself is model/engine.py, the policy (
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 import torch
+from click.core import ParameterSource
 
 from model.alexnet import ARCHS, CONV_KERNELS, INITS, POOLS
 from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
@@ -28,6 +30,7 @@ from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, PC
 from pipeline.errors import InputError, user_errors
 from pipeline.loader import make_loader
 from pipeline.pca import default_normalization
+from pipeline.processes import usable_cpus
 
 
 def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleConfig, RunConfig]:
@@ -64,6 +67,7 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
         parallel=options["parallel"], gpus=gpus,
         towers=int(options["towers"]) if options["towers"] else None, lrn=options["lrn"], pool=options["pool"],
         dropout=options["dropout"],
+        overwrite=options.get("overwrite", False), given=tuple(options.get("given", ())),
     )
     check_switches(data, run)
     if run.evaluate and run.resume is None:
@@ -78,15 +82,28 @@ def evaluate_only(session: Session) -> None:
     views = ["val"] + (["ten_crop"] if session.run.ten_crop else [])
     for split in views:
         loader = make_loader(session.data, split, shard_id=session.ctx.rank, num_shards=session.ctx.world_size)
-        loss, top1, top5, count = evaluate(session.trainer, loader)
+        name = "10-crop" if split == "ten_crop" else "centre"
+        loss, top1, top5, count = evaluate(session.trainer, loader, label=f"evaluating ({name})",
+                                           print_freq=session.run.print_freq if session.ctx.is_main else 0)
         if session.ctx.is_main:
-            name = "10-crop" if split == "ten_crop" else "centre"
             print(f"{session.run.resume} ({name}, {count} images): loss {loss:.4f}  "
                   f"top-1 error {top1:.2f} %  top-5 error {top5:.2f} %")
 
 
+class FiniteFloat(click.FloatRange):
+    """A float flag that refuses nan and inf (click's FloatRange lets nan through every bound)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 INT_1 = click.IntRange(min=1)
-POSITIVE = click.FloatRange(min=0.0, min_open=True)
+POSITIVE = FiniteFloat(min=0.0, min_open=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -99,8 +116,8 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--epochs", type=INT_1, default=PAPER_EPOCHS)
 @click.option("-b", "--batch-size", type=INT_1, default=PAPER_BATCH_SIZE, help="Images per step per process.")
 @click.option("--lr", type=POSITIVE, default=PAPER_LR, help="Initial learning rate.")
-@click.option("--momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=PAPER_MOMENTUM)
-@click.option("--wd", "--weight-decay", "wd", type=click.FloatRange(min=0.0), default=PAPER_WEIGHT_DECAY)
+@click.option("--momentum", type=FiniteFloat(0.0, 1.0, max_open=True), default=PAPER_MOMENTUM)
+@click.option("--wd", "--weight-decay", "wd", type=FiniteFloat(min=0.0), default=PAPER_WEIGHT_DECAY)
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="plateau",
               help="plateau: lr/10 when val top-1 has not improved for --patience epochs (3 times at most).")
 @click.option("--patience", type=INT_1, default=3, help="plateau: epochs without improvement before lr/10.")
@@ -111,7 +128,8 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seeds init, data order, augmentation, dropout.")
 @click.option("-p", "--print-freq", type=INT_1, default=10, help="Steps between progress lines.")
 @click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
-@click.option("--workers", type=INT_1, default=4, help="DALI CPU threads or DataLoader workers.")
+@click.option("--workers", type=INT_1, default=usable_cpus(),
+              help="DALI CPU threads or DataLoader workers (default: the CPUs this process may use, per process).")
 @click.option("--dali/--no-dali", default=True, help="DALI pipelines, or the PIL DataLoader baseline.")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
               help="image: subtract the --pca file's mean image (the authors' code; the default when it has one); "
@@ -139,10 +157,11 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @click.option("--amp", type=click.Choice(AMP_MODES), default="off", help="Autocast precision.")
 @click.option("--channels-last", is_flag=True, help="NHWC model and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--bias-one", type=float, default=1.0, help="Init bias of conv2/4/5, fc6/7 (paper 1; Caffe used 0.1).")
+@click.option("--bias-one", type=FiniteFloat(), default=1.0, help="Init bias of conv2/4/5, fc6/7 (paper 1; Caffe used 0.1).")
 @click.option("--init", type=click.Choice(INITS), default="paper", show_default=True,
               help="paper: N(0, 0.01) weights (§5); kaiming: He init, biases 0 (faster start; use --normalize meanstd).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/alexnet", help="Run folder.")
+@click.option("--overwrite", is_flag=True, help="Start a new run in an --out that holds another run (its files are removed).")
 @click.option("--max-steps", type=INT_1, default=None, help="Stop after this many steps in total (short runs).")
 @click.option("--checkpoint-every", type=INT_1, default=None, help="Also checkpoint every N steps mid-epoch.")
 @click.option("--parallel", type=click.Choice(PARALLEL_MODES), default="none",
@@ -151,7 +170,9 @@ POSITIVE = click.FloatRange(min=0.0, min_open=True)
 @user_errors
 def main(compile_: bool, **options) -> None:
     """Train (or with -e evaluate) the paper's AlexNet on a prepared ImageNet-style folder."""
-    data, optim, schedule, run = configs_from_cli({**options, "compile": compile_})
+    context = click.get_current_context()
+    given = [name for name in context.params if context.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    data, optim, schedule, run = configs_from_cli({**options, "compile": compile_, "given": given})
     # Every batch has the same shape, so cuDNN's autotuner picks each layer's fastest kernels once
     # (pytorch/examples does the same). Results are then not bit-reproducible on a GPU; on the CPU this is unused.
     torch.backends.cudnn.benchmark = True

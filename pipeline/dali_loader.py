@@ -17,10 +17,12 @@ from pipeline.graphs import READER_NAME, build_pipeline
 from pipeline.signatures import HEAD_BYTES, image_format
 from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
-# DALI names the failing file in some of its errors, absolute ("File mapping failed: /a/b.JPEG") or relative
-# to file_root ("Failed to decode sample #3 : train/n01/x.JPEG"); for others ("nvImageCodec failure") the
-# loader looks for a file whose first bytes are not an image's.
-_NAMED_FILE = re.compile(r"(?:sample #\d+ : |failed: )(.+?)\s*$", re.MULTILINE)
+# DALI names the failing file in some of its errors: relative to file_root ("Failed to decode sample #3 :
+# train/n01/x.JPEG"), or already joined to file_root ("File mapping failed: ROOT/train/n01/x.JPEG", so
+# relative to the working folder when ROOT is); for others ("nvImageCodec failure") the loader looks for
+# a file whose first bytes are not an image's.
+_NAMED_IN_ROOT = re.compile(r"sample #\d+ : (.+?)\s*$", re.MULTILINE)
+_NAMED_JOINED = re.compile(r"failed: (.+?)\s*$", re.MULTILINE)
 
 
 def looks_like_image(path: Path) -> bool:
@@ -35,9 +37,12 @@ def looks_like_image(path: Path) -> bool:
 
 def find_failed_file(message: str, root: Path, entries: Sequence[tuple[str, int]]) -> Path | None:
     """The file a DALI error is about: named in the message, else the first entry that is not an image."""
-    match = _NAMED_FILE.search(message)
+    match = _NAMED_IN_ROOT.search(message)
     if match:
         return Path(root) / match.group(1)  # an absolute path stays absolute
+    match = _NAMED_JOINED.search(message)
+    if match:
+        return Path(match.group(1))
     return next((Path(root) / path for path, _ in entries if not looks_like_image(Path(root) / path)), None)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 
 
@@ -15,3 +16,14 @@ def worker_start_method() -> str:
     if "nvidia.dali.backend" in sys.modules or cuda_running:
         return "spawn"
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count), shared among the
+    processes torchrun starts on this node (LOCAL_WORLD_SIZE); at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity masks (macOS)
+        cpus = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, cpus // max(local, 1))

@@ -150,3 +150,36 @@ def test_model_from_a_checkpoint_and_weights_that_do_not_fit(tmp_path):
     with pytest.raises(InputError) as error:
         model_from(load_checkpoint(path), path)
     assert str(error.value).startswith(f"{path}: its weights do not fit -a alexnet (") and "\n" not in str(error.value)
+
+
+def test_full_disk_on_the_first_checkpoint_does_not_speak_of_a_previous_one(tmp_path):
+    big = small_checkpoint()
+    big["state_dict"]["fc6.weight"] = torch.ones(1000, 1000)  # 4 MB, over the limit below
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))
+    try:
+        with pytest.raises(InputError) as caught:
+            save_checkpoint(big, tmp_path, is_best=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    message = str(caught.value)
+    assert "could not write" in message and "previous checkpoint" not in message and "--resume" not in message
+    assert "no checkpoint was written before" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_checkpoints_respect_the_umask_like_other_outputs(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        save_checkpoint(small_checkpoint(), tmp_path, is_best=True)
+        with open(tmp_path / "metrics.jsonl", "w") as handle:  # how every other output is created
+            handle.write("{}\n")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert (tmp_path / "metrics.jsonl").stat().st_mode & 0o777 == expected
+    assert (tmp_path / CHECKPOINT_NAME).stat().st_mode & 0o777 == expected
+    assert (tmp_path / BEST_NAME).stat().st_mode & 0o777 == expected

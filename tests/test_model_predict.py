@@ -1,6 +1,8 @@
 """`python -m model.predict`: top-5 names and probabilities, against a PIL/NumPy reference of validation's preprocessing."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +88,45 @@ def test_bad_input_gives_one_line(trained, tmp_path, case, message):
         arguments[0] = str(bogus)
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_one_bad_path_is_reported_and_the_others_are_still_classified(trained, tmp_path):
+    _, checkpoint, classes, images = trained
+    missing, folder = tmp_path / "nope.jpg", tmp_path / "a folder"
+    folder.mkdir()
+    result = CliRunner().invoke(main, [str(checkpoint), str(images[0]), str(missing), str(folder), str(images[1]),
+                                       "--classes", str(classes)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    printed = result.stdout.splitlines()
+    assert [line for line in printed if not line.startswith(" ")] == [str(images[0]), str(images[1])]
+    assert len(printed) == 2 * (1 + 5)  # both good images have their top 5
+    assert result.stderr.splitlines() == [
+        f"Error: {missing}: no such image file",
+        f"Error: {folder}: is a folder, not an image file; give the image files (e.g. {folder}/*.JPEG)",
+        "Error: 2 of 4 images could not be classified (each is named above)",
+    ]
+
+
+def test_a_run_with_a_relative_pca_path_predicts_from_another_folder(trained, tmp_path, monkeypatch):
+    """The checkpoint stores the pca.json path absolute, so predict finds it from any working folder."""
+    from model.train import main as train_main
+    from pipeline.constants import IMAGENET_MEAN_255, IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, IMAGENET_STD_255
+    from tests.fake_data import install, write_tiny_lists
+
+    _, _, _, images = trained
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    write_tiny_lists(work / "lists")
+    (work / "stats.json").write_text(json.dumps({
+        "eigval": list(IMAGENET_PCA_EIGVAL), "eigvec": [list(row) for row in IMAGENET_PCA_EIGVEC],
+        "mean": [v / 255 for v in IMAGENET_MEAN_255], "std": [v / 255 for v in IMAGENET_STD_255]}))
+    install(monkeypatch)
+    monkeypatch.chdir(work)
+    trained_run = CliRunner().invoke(train_main, ["--root", ".", "--lists", "lists", "--pca", "stats.json",
+                                                  "--out", "run", "--epochs", "1", "--lr", "0.001"])
+    assert trained_run.exit_code == 0, trained_run.output
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(main, [str(work / "run" / "model_best.pth.tar"), str(images[0]),
+                                       "--classes", str(work / "lists" / "classes.tsv")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == str(images[0]) and len(result.stdout.splitlines()) == 3

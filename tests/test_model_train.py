@@ -102,6 +102,30 @@ def test_epoch_clock_covers_the_training_only():
     assert (clock.elapsed(), clock.images_per_s()) == (elapsed, rate) and clock.images == 12
 
 
+
+def test_ten_views_are_evaluated_without_multiplying_the_batch():
+    """§6's ten views of N images: the network sees at most N images at once, and the averaged softmax is
+    unchanged (test_model_train.py checks it against NumPy)."""
+    net = TinyNet()
+    loss, top1, top5, count = evaluate(trainer_for(net), batches(3, n=5, views=10))
+    assert count == 15 and max(seen.shape[0] for seen in net.seen) == 5 and len(net.seen) == 30
+
+
+def test_evaluation_reports_progress_in_plain_lines(capsys):
+    evaluate(trainer_for(TinyNet()), batches(3, n=2, views=10), label="10-crop", print_freq=1)
+    lines = capsys.readouterr().err.split("\n")
+    assert "\r" not in "".join(lines) and all(line.endswith(" img/s") for line in lines[:3])
+    assert [line[:17] for line in lines[:3]] == [
+        "10-crop [    1/3]", "10-crop [    2/3]", "10-crop [    3/3]"]
+    assert lines[3:] == [""]
+
+
+def test_training_progress_into_a_file_has_no_carriage_returns(capsys):
+    train_one_epoch(trainer_for(TinyNet()), batches(3), Meter(torch.device("cpu")), epoch=0, print_freq=1)
+    err = capsys.readouterr().err
+    assert "\r" not in err and [line[:17] for line in err.splitlines()] == [
+        "epoch 0 [    1/3]", "epoch 0 [    2/3]", "epoch 0 [    3/3]"]
+
 # --- the CLI ---------------------------------------------------------------------------------------
 
 

@@ -82,10 +82,12 @@ def test_uninterrupted_run_writes_metrics_and_checkpoints(reference):
 
 
 def test_resume_at_an_epoch_boundary_gives_the_same_weights(dataset, reference, tmp_path):
+    """Resumed with no settings on the command line (no -b, --seed, --lr, --epochs): the checkpoint's are used."""
     out = tmp_path / "boundary"
     run_fresh(args(dataset, out, "--max-steps", "2"))  # stops after epoch 0
     assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["epoch"] == 1
-    run_fresh(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
+    root, lists = dataset
+    run_fresh(["--root", str(root), "--lists", str(lists), "--out", str(out), "--resume", str(out / "checkpoint.pth.tar")])
     assert_same_weights(final_weights(out), final_weights(reference))
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]

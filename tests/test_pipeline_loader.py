@@ -176,3 +176,19 @@ def test_odd_but_valid_images_decode(tmp_path: Path, kind: str) -> None:
     if kind == "tiny 1x1":
         expected = torch.tensor([200.0, 100.0, 50.0]).view(3, 1, 1)
         assert (first - expected).abs().max() < 4  # one JPEG-coded colour, upscaled
+
+
+def test_a_missing_file_under_a_relative_root_is_named_once(tmp_path: Path, monkeypatch) -> None:
+    """DALI's "File mapping failed: ROOT/..." already holds the root: the message must not prefix it again."""
+    root = tmp_path / "sdel"
+    written = write_image_tree(root, {"train": 2, "val": 2})
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg(Path("sdel"), batch_size=2, backend="dali", num_threads=1)
+    missing = written["val"][1]
+    missing.unlink()  # after the lists were written: listed, but gone
+    with pytest.raises(InputError) as caught:
+        collect(make_loader(cfg, "val"))
+    message = str(caught.value)
+    named = message.split(":")[0]
+    assert named == str(missing.relative_to(tmp_path)) and Path(named).parent.is_dir()
+    assert "sdel/sdel" not in message

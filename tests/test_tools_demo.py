@@ -29,6 +29,7 @@ def test_training_args_carry_the_recipe():
     assert pairs["-a"] == "alexnet" and pairs["--device"] == "cpu" and pairs["--max-steps"] == "3"
     assert pairs["--lr"] == str(DEMO_RECIPE["lr"]) and pairs["--init"] == DEMO_RECIPE["init"]
     assert pairs["--normalize"] == DEMO_RECIPE["normalize"] and "--dali" in args
+    assert "--overwrite" in args  # a second demo into the same folder replaces its run instead of being refused
 
 
 @pytest.mark.slow

@@ -361,3 +361,26 @@ def test_default_backend_is_pil_on_the_cpu(tree, tmp_path):
                            "--out", tmp_path / "pca.json", "--workers", 1)
     assert code == 0, err
     assert json.loads((tmp_path / "pca.json").read_text())["backend"] == "pil"
+
+
+@pytest.mark.parametrize("out, words", [
+    ("/proc/pca.json", "cannot write files in /proc"),
+    ("{tmp}/a_file/pca.json", "a_file is a file, not a folder"),
+    ("/sys/pca.json", "cannot write files in /sys"),
+])
+def test_unwritable_out_is_refused_before_the_computation(tree, tmp_path, monkeypatch, out, words):
+    """Found at the start in one line, not after the whole computation as a traceback."""
+    import tools.compute_pca as compute_pca
+
+    def no_computation(*args, **kwargs):
+        raise AssertionError("the images were read before --out was checked")
+
+    monkeypatch.setattr(compute_pca, "compute_pca", no_computation)
+    (tmp_path / "a_file").write_text("x")
+    root, relpaths = tree
+    out = out.format(tmp=tmp_path)
+    code, stdout, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths), "--root", root,
+                                "--out", out, "--workers", 1)
+    lines = err.strip().splitlines()
+    assert code == 1 and "Traceback" not in stdout + err
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --out {out}: ") and words in lines[0]

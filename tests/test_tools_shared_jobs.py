@@ -7,7 +7,8 @@ import time
 import pytest
 
 from pipeline.errors import InputError
-from tools.shared.jobs import Progress, job_pool, run_jobs, usable_cpus
+from pipeline.processes import usable_cpus
+from tools.shared.jobs import Progress, job_pool, run_jobs
 
 
 def _late_square(x: int) -> tuple[int, int]:

@@ -23,8 +23,9 @@ import numpy as np
 
 from pipeline.errors import InputError, user_errors
 from pipeline.pca import load_pca, mean_image_file
+from pipeline.processes import usable_cpus
+from pipeline.writable import writable_folder
 from tools.pca.compute import compute_pca
-from tools.shared.jobs import usable_cpus
 
 def _check(path: Path) -> None:
     pca = load_pca(path)
@@ -65,6 +66,7 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         raise InputError(f"{root}: --root is not a folder; pass the folder the list's paths are relative to")
     if out.is_dir():
         raise InputError(f"{out}: --out is a folder; pass a file name such as {out / 'pca.json'}")
+    writable_folder(out.parent, "--out", given=out)  # before the computation, not after it
     if backend is None:
         backend = "dali" if device == "gpu" else "pil"
     if device == "gpu" and backend == "pil":

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from pipeline.errors import user_errors
-from tools.shared.jobs import usable_cpus
+from pipeline.processes import usable_cpus
 from tools.synth.sets import JPEG_QUALITY, make_bench_data
 
 

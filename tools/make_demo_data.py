@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from pipeline.errors import user_errors
-from tools.shared.jobs import usable_cpus
+from pipeline.processes import usable_cpus
 from tools.synth.images import DEMO_CLASSES
 from tools.synth.sets import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, make_demo_data
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
-from tools.shared.jobs import usable_cpus
+from pipeline.processes import usable_cpus
 
 # The default training configuration (§5): the paper's net, 1000 classes.
 ARCH, NUM_CLASSES = "alexnet", 1000

@@ -11,7 +11,7 @@ import torch
 
 from tools.benchmark.modes import Timing
 from tools.shared.figures import pyplot, save_figure
-from tools.shared.jobs import usable_cpus
+from pipeline.processes import usable_cpus
 
 # The five measurements, in the order they run and are shown. "pipeline"/"e2e" use the DALI loader,
 # "pil-*" the PyTorch DataLoader + PIL baseline with the same number of workers.

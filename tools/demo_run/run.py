@@ -99,7 +99,7 @@ def training_args(recipe: dict, root: Path, lists: Path, pca: Path, run: Path, d
             "--epochs", recipe["epochs"], "-b", recipe["batch_size"], "--lr", recipe["lr"],
             "--momentum", recipe["momentum"], "--normalize", recipe["normalize"], "--init", recipe["init"],
             "--schedule", recipe["schedule"], "--step-size", recipe["step_size"], "--device", device,
-            "--workers", workers, "--dali", "-p", 5]
+            "--workers", workers, "--dali", "-p", 5, "--overwrite"]  # a demo run again replaces its own run
     if max_steps:
         args += ["--max-steps", max_steps]
     return [str(a) for a in args]

@@ -90,21 +90,23 @@ def write_pca(document: dict, out: Path, mean_image: np.ndarray | None = None) -
     The mean image goes first into its own content-named file beside it (pipeline.pca.write_mean_image);
     the side file of the pca.json this one replaces is deleted once the new pair is in place.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
     previous = mean_image_file(out)
-    if mean_image is not None:
-        document = {**document, "mean_image": write_mean_image(mean_image, out)}
-    new = mean_image_file_of(document, out)
-    temp = out.with_name(out.name + ".tmp")
-    temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    temp, new = out.with_name(out.name + ".tmp"), None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if mean_image is not None:
+            document = {**document, "mean_image": write_mean_image(mean_image, out)}
+        new = mean_image_file_of(document, out)
+        temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         load_pca(temp)
-    except InputError as error:
-        temp.unlink()
+        os.replace(temp, out)
+    except (InputError, OSError) as error:  # OSError: e.g. the disk filled up during the computation
+        temp.unlink(missing_ok=True)
         if new is not None and new != previous:
             new.unlink(missing_ok=True)
-        raise InputError(f"{out}: the statistics are unusable, nothing written ({error})") from None
-    os.replace(temp, out)
+        if isinstance(error, InputError):
+            raise InputError(f"{out}: the statistics are unusable, nothing written ({error})") from None
+        raise InputError(f"{out}: could not write it ({error.strerror or error}); nothing written") from None
     if previous is not None and previous != new:
         previous.unlink(missing_ok=True)
 

@@ -17,7 +17,8 @@ from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
 from tools.prepare.layouts import SPLITS, detect_layout, scan
 from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import Listed, summarize, write_lists, write_rejected, write_summary
-from tools.shared.jobs import run_jobs, usable_cpus
+from pipeline.processes import usable_cpus
+from tools.shared.jobs import run_jobs
 
 JPEG_SUFFIXES = (".jpeg", ".jpg")
 RESIZE_MARKER = ".prepare-resize.json"

@@ -15,7 +15,6 @@ the toolkit (the PIL DataLoader's too).
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -31,14 +30,6 @@ from pipeline.processes import worker_start_method
 REDRAW_EVERY_S = 0.5
 # ... and written as a new line at most this often into a log (stderr not a terminal), so logs stay short.
 LOG_EVERY_S = 10.0
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class Progress:

@@ -1,0 +1,119 @@
+"""--resume and -e take the checkpoint's settings (model/resume.py): what would break an exact continuation
+is refused when given otherwise, learning-rate-like changes are applied and announced, and -e evaluates
+with the inputs the checkpoint was trained on."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from model.alexnet import AlexNet
+from model.checkpoint import save_checkpoint
+from model.train import main
+from tests.conftest import write_image_tree, write_lists
+from tests.fake_data import install, write_tiny_lists
+from tests.test_model_predict import SCALE, reference_probabilities
+
+EVAL_LINE = re.compile(r"\(centre, (\d+) images\): loss ([\d.]+)")
+
+
+def test_evaluate_uses_the_checkpoints_normalisation(tmp_path):
+    """A meanstd checkpoint evaluated without --normalize: the loss is the one of meanstd inputs (computed
+    here with PIL and NumPy), not of the command line's default (mean)."""
+    root = tmp_path / "tree"
+    written = write_image_tree(root, {"train": 1, "val": 2}, seed=2)
+    lists = write_lists(root, written, tmp_path / "lists")
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=3).eval()
+    with torch.no_grad():
+        net.fc8.weight.mul_(SCALE)
+    state = {"epoch": 1, "step": 1, "arch": "alexnet", "num_classes": 3, "state_dict": net.state_dict(),
+             "config": {"DataConfig": {"normalize": "meanstd", "pca": None, "crop": 224}}}
+    save_checkpoint(state, tmp_path / "run", is_best=False)
+    checkpoint = str(tmp_path / "run" / "checkpoint.pth.tar")
+    common = ["--root", str(root), "--lists", str(lists), "-e", "--resume", checkpoint, "--no-dali", "--workers", "1"]
+    result = CliRunner().invoke(main, common)
+    assert result.exit_code == 0, result.output
+    count, loss = EVAL_LINE.search(result.output).groups()
+    labels = [int(line.split()[-1]) for line in (lists / "val.txt").read_text().splitlines()]
+    expected = np.mean([-np.log(reference_probabilities(net, path)[label])
+                        for path, label in zip(written["val"], labels)])
+    assert int(count) == 6 and float(loss) == pytest.approx(expected, rel=1e-3)
+
+    refused = CliRunner().invoke(main, [*common, "--normalize", "mean"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    errors = [line for line in refused.output.splitlines() if line.startswith("Error")]
+    assert errors == [f"Error: -e --resume {checkpoint}: the run was trained with --normalize meanstd; --normalize "
+                      "mean would feed it other inputs than it was trained on; drop the flag (-e uses the checkpoint's)"]
+
+
+def run(tmp_path, *extra: str):
+    lists = write_tiny_lists(tmp_path / "lists")
+    return CliRunner().invoke(main, ["--root", str(tmp_path), "--lists", str(lists), "--out", str(tmp_path / "run"),
+                                     "--lr", "0.001", *extra])
+
+
+@pytest.fixture
+def first_epoch(tmp_path, monkeypatch):
+    """One epoch of a run with -b 2 --seed 3 --lr 0.001 --epochs 1 (fake loaders)."""
+    install(monkeypatch)
+    result = run(tmp_path, "-b", "2", "--seed", "3", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("flags, was", [
+    (["-b", "4"], "-b 2"),
+    (["--seed", "0"], "--seed 3"),
+    (["--no-dali"], "--dali"),
+    (["--normalize", "meanstd"], "--normalize mean"),
+])
+def test_resume_refuses_settings_that_break_the_continuation(tmp_path, first_epoch, flags, was):
+    before = (first_epoch / "checkpoint.pth.tar").read_bytes()
+    result = run(tmp_path, "--resume", str(first_epoch), "--epochs", "2", *flags)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 1 and "Traceback" not in result.output and len(errors) == 1
+    assert errors[0].startswith(f"Error: --resume {first_epoch}: the run was trained with {was}; ")
+    assert "would not continue it exactly" in errors[0]
+    assert (first_epoch / "checkpoint.pth.tar").read_bytes() == before
+
+
+def test_resume_keeps_the_runs_settings_and_applies_a_new_lr(tmp_path, first_epoch, monkeypatch):
+    calls = install(monkeypatch)
+    result = run(tmp_path, "--resume", str(first_epoch / "checkpoint.pth.tar"), "--epochs", "2", "--lr", "0.002")
+    assert result.exit_code == 0, result.output
+    assert f"resumed from {first_epoch / 'checkpoint.pth.tar'}: epoch 1 (step 1); kept the run's -b 2, --seed 3" \
+        in result.output
+    assert "resume: --lr 0.002: learning rate 0.001 -> 0.002" in result.output
+    assert "resume: --epochs 2 (the run had 1)" in result.output
+    train = [cfg for split, cfg in calls if split == "train"]
+    assert [(cfg.batch_size, cfg.seed) for cfg in train] == [(2, 3 + 1)]  # epoch 1 of seed 3
+    checkpoint = torch.load(first_epoch / "checkpoint.pth.tar", weights_only=True)
+    assert checkpoint["step"] == 2 and checkpoint["optimizer"]["param_groups"][0]["lr"] == 0.002
+    assert checkpoint["config"]["OptimConfig"]["lr"] == 0.002
+
+
+def test_evaluate_names_a_pca_json_that_is_gone_and_takes_a_copy(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from pipeline.constants import IMAGENET_MEAN_255, IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, IMAGENET_STD_255
+
+    install(monkeypatch)
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({
+        "eigval": list(IMAGENET_PCA_EIGVAL), "eigvec": [list(row) for row in IMAGENET_PCA_EIGVEC],
+        "mean": [v / 255 for v in IMAGENET_MEAN_255], "std": [v / 255 for v in IMAGENET_STD_255]}))
+    assert run(tmp_path, "--pca", str(stats), "--epochs", "1").exit_code == 0
+    shutil.move(stats, tmp_path / "copy.json")
+    lists = tmp_path / "lists"
+    evaluate = ["--root", str(tmp_path), "--lists", str(lists), "-e", "--resume", str(tmp_path / "run")]
+    gone = CliRunner().invoke(main, evaluate)
+    assert gone.exit_code == 1 and "Traceback" not in gone.output
+    assert f"Error: the checkpoint was trained with --pca {stats}, which is gone; pass --pca with the path of a copy" \
+        in gone.output.splitlines()
+    copied = CliRunner().invoke(main, [*evaluate, "--pca", str(tmp_path / "copy.json")])
+    assert copied.exit_code == 0 and "(centre, 2 images)" in copied.output, copied.output
