@@ -101,6 +101,8 @@ def _same(setting: Setting, a, b) -> bool:
 def _shown(setting: Setting, value) -> str:
     if setting.flag == "dali":
         return "--dali" if value == "dali" else "--no-dali"
+    if isinstance(value, bool):  # an on/off flag such as --lighting-rescale
+        return f"{setting.label} {'on' if value else 'off'}"
     return f"{setting.label} {'(default)' if value is None else value}"
 
 

@@ -117,3 +117,26 @@ def test_evaluate_names_a_pca_json_that_is_gone_and_takes_a_copy(tmp_path, monke
         in gone.output.splitlines()
     copied = CliRunner().invoke(main, [*evaluate, "--pca", str(tmp_path / "copy.json")])
     assert copied.exit_code == 0 and "(centre, 2 images)" in copied.output, copied.output
+
+
+def test_a_new_wd_on_resume_decays_the_weights_and_leaves_the_biases_undecayed(tmp_path, first_epoch, monkeypatch):
+    """Biases are not decayed (model/optim.py); a --wd given on resume changes the weights' group only."""
+    install(monkeypatch)
+    result = run(tmp_path, "--resume", str(first_epoch), "--epochs", "2", "--wd", "0.001")
+    assert result.exit_code == 0, result.output
+    assert "resume: --wd 0.001 (the run had 0.0005)" in result.output
+    groups = torch.load(first_epoch / "checkpoint.pth.tar", weights_only=True)["optimizer"]["param_groups"]
+    assert [group["weight_decay"] for group in groups] == [0.001, 0.0]
+
+
+@pytest.mark.parametrize("flags, was", [
+    (["--lighting-scale", "eigval"], "--lighting-scale stdev"),
+    (["--lighting-std", "0"], "--lighting-std 0.1"),
+    (["--lighting-rescale"], "--lighting-rescale off"),
+])
+def test_resume_refuses_another_lighting(tmp_path, first_epoch, flags, was):
+    """The lighting decides the augmentations of the remaining steps: kept like -b and --seed."""
+    result = run(tmp_path, "--resume", str(first_epoch), "--epochs", "2", *flags)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert errors[0].startswith(f"Error: --resume {first_epoch}: the run was trained with {was}; ")
