@@ -128,5 +128,5 @@ def test_ignored_reasons(tmp_path: Path) -> None:
     assert run_prepare(kaggle, "--out", out).exit_code == 0
     ignored = read_tsv(out / "ignored.tsv")
     assert "test split" in ignored[f"{CLS_LOC}/test/ILSVRC2012_test_00000001.JPEG"]
-    assert "metadata" in ignored["LOC_val_solution.csv"]
-    assert "annotation" in ignored["ILSVRC/Annotations/CLS-LOC/val/ILSVRC2012_val_00000001.xml"]
+    assert "label file" in ignored["LOC_val_solution.csv"]
+    assert "bounding boxes" in ignored["ILSVRC/Annotations/CLS-LOC/val/ILSVRC2012_val_00000001.xml"]

@@ -53,13 +53,18 @@ def test_unwritable_repair_dir_is_found_before_the_check(tree: Path, tmp_path: P
 
 
 def test_empty_class_folder_is_reported_and_can_be_skipped(tree: Path, tmp_path: Path) -> None:
-    (tree / "train" / "n00").mkdir()  # empty: sorts first, so dropping it would shift every label
-    (tree / "train" / "n03").mkdir()
-    (tree / "train" / "n03" / "broken.JPEG").write_bytes(b"\xff\xd8\xff")
     out = tmp_path / "out"
-    expect_error(run_prepare(tree, "--out", out), "train/n00", "no valid image", "--skip-empty-classes")
-    rejected = read_rejected(out)
-    assert "no valid image" in rejected["train/n00/"] and "no valid image" in rejected["train/n03/"]
+    (tree / "train" / "n00").mkdir()  # empty: sorts first, so dropping its class would shift every label
+    result = run_prepare(tree, "--out", out)
+    expect_error(result, "train/n00", "no valid image", "--skip-empty-classes")
+    assert "check (header)" not in result.output  # an empty folder is known before any file is checked
+    assert read_rejected(out)["train/n00/"] == "no valid image in this class folder (empty folder)"
+    (tree / "train" / "n03").mkdir()
+    (tree / "train" / "n03" / "broken.JPEG").write_bytes(b"\xff\xd8\xff")  # its only file is rejected
+    (tree / "train" / "n00").rmdir()
+    expect_error(run_prepare(tree, "--out", out), "train/n03", "no valid image", "--skip-empty-classes")
+    assert read_rejected(out)["train/n03/"] == "no valid image in this class folder (1 rejected, 0 ignored files)"
+    (tree / "train" / "n00").mkdir()
     result = run_prepare(tree, "--out", out, "--skip-empty-classes")
     assert result.exit_code == 0, result.output
     assert "train/n00" in result.output and "train/n03" in result.output

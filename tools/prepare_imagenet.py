@@ -75,7 +75,7 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     files = summary["files"]
     click.echo(f"files under ROOT: {files['found']} = {files['listed']} listed + {files['repaired']} repaired and "
                f"listed + {files['rejected']} rejected + {files['ignored']} ignored")
-    reasons = ", ".join(f"{why} {n}" for why, n in summary["ignored"]["by_reason"].items())
+    reasons = "; ".join(f"{why} {n}" for why, n in summary["ignored"]["by_reason"].items())
     where = Path(summary["out"]) / "ignored.tsv"
     click.echo(f"ignored {_count(files['ignored'], 'file', 'files')} ({reasons}): each with its reason in {where}"
                if reasons else f"ignored 0 files ({where} is empty)")

@@ -20,7 +20,7 @@ from pipeline.errors import InputError
 from tools.prepare.devkit import DEVKIT_FOLDERS
 from tools.prepare.labels import ValLabels, choose_labels
 from tools.prepare.places import Places, find_places, has_flat_val_images
-from tools.prepare.tree import Tree, has_image_name, is_archive, is_hidden, walk
+from tools.prepare.tree import Tree, has_image_name, image_id, is_archive, is_hidden, walk
 
 LAYOUTS = ("imagefolder", "devkit", "kaggle")
 SPLITS = ("train", "val")
@@ -105,7 +105,7 @@ def _sort_files(root: Path, tree: Tree, places: Places, labels: ValLabels | None
         elif rel.startswith(tests):
             dataset.ignored.append((rel, "test split (no labels)"))
         elif (root / rel).resolve() in used:
-            dataset.ignored.append((rel, "metadata: read for the classes and val labels"))
+            dataset.ignored.append((rel, "label file (read for the classes and val labels)"))
         else:
             dataset.ignored.append((rel, _why_else(rel, places)))
 
@@ -114,38 +114,38 @@ def _why_else(rel: str, places: Places) -> str:
     """Why a file outside the splits is ignored."""
     parts = rel.split("/")
     if any(part in DEVKIT_FOLDERS for part in parts[:-1]):
-        return "metadata: devkit file, not used"
+        return "devkit file (not used)"
     if parts[-1].startswith("LOC_"):
-        return "metadata: Kaggle file, not used"
+        return "Kaggle file (not used)"
     if places.ilsvrc is not None:
         below = rel[len(places.ilsvrc) + 1:] if places.ilsvrc else rel
         inside = rel.startswith(places.ilsvrc + "/") or not places.ilsvrc
         if inside and below.startswith(("Annotations/", "ImageSets/")):
-            return ("bounding-box annotations, not used" if below.startswith("Annotations/") else
-                    "image-set list, not used")
+            return ("bounding boxes (not used)" if below.startswith("Annotations/") else
+                    "image-set list (not used)")
     if is_archive(rel):
-        return "archive, not unpacked"
+        return "archive (not unpacked)"
     folders = " and ".join(f"{folder}/" for folder in places.splits.values()) or "train/ and val/"
-    return f"{'an image' if has_image_name(rel) else 'not an image'}, outside {folders}"
+    return f"outside {folders} ({'an image' if has_image_name(rel) else 'not an image'})"
 
 
 def _split_file(root: Path, rel: str, split: str, inside: str, labels: ValLabels | None, dataset: Dataset) -> None:
     """A file under a split's folder: in a class folder (`<class>/...`) or directly in the split's folder."""
     class_id, _, rest = inside.partition("/")
-    image_id = Path(rel).stem
+    labelled = labels is not None and split == "val"
     if rest:
-        said = labels.by_image.get(image_id) if labels and split == "val" else None
+        said = labels.by_image.get(image_id(rel)) if labelled else None
         if said is not None and said[0] != class_id:
             raise InputError(f"{root / rel}: in class folder {class_id}, but {said[1]} says {said[0]}; move it to "
                              f"{said[0]}/ or restore it to the flat folder (the two must agree)")
         dataset.entries[split].append((rel, class_id))
-    elif labels is not None and split == "val" and image_id in labels.by_image:
-        dataset.entries[split].append((rel, labels.by_image[image_id][0]))
+    elif labelled and image_id(rel) in labels.by_image:
+        dataset.entries[split].append((rel, labels.by_image[image_id(rel)][0]))
     elif is_archive(rel):
-        dataset.ignored.append((rel, "archive, not unpacked (a class tar? unpack it into its class folder)"))
+        dataset.ignored.append((rel, "archive (not unpacked: a class tar? unpack it into its class folder)"))
     elif not has_image_name(rel):
-        dataset.ignored.append((rel, "not an image, not inside a class folder"))
-    elif labels is not None and split == "val":
+        dataset.ignored.append((rel, "not an image (not inside a class folder)"))
+    elif labelled:
         dataset.rejected.append((rel, f"no label in {labels.source}"))
     else:
         dataset.rejected.append((rel, "not inside a class folder"))
@@ -164,12 +164,12 @@ def _drop_flat_copies(dataset: Dataset, val: str | None) -> None:
     if val is None:
         return
     flat = {rel for rel, _ in dataset.entries["val"] if "/" not in rel[len(val) + 1:]}
-    sorted_copies = {Path(rel).stem: rel for rel, _ in dataset.entries["val"] if rel not in flat}
+    sorted_copies = {image_id(rel): rel for rel, _ in dataset.entries["val"] if rel not in flat}
     kept = []
     for rel, class_id in dataset.entries["val"]:
-        copy = sorted_copies.get(Path(rel).stem) if rel in flat else None
+        copy = sorted_copies.get(image_id(rel)) if rel in flat else None
         if copy is None:
             kept.append((rel, class_id))
         else:
-            dataset.ignored.append((rel, f"duplicate of a sorted copy ({copy}, listed from there)"))
+            dataset.ignored.append((rel, f"duplicate (a sorted copy, {copy}, is listed)"))
     dataset.entries["val"] = kept

@@ -179,29 +179,29 @@ def _run(options: PrepareOptions) -> dict:
         raise InputError(f"{root}: no images found in the {dataset.layout} layout (see docs/prepare.md for the "
                          "layouts)")
     scan_s = time.perf_counter() - start
+    present = {(split, class_id) for split, _, class_id in items}
+    empty = _empty_class_folders(dataset, present, dataset.rejected + bad_names, dataset.ignored)
+    if empty and not options.skip_empty_classes:  # known before the check: say so now, not minutes later
+        _write_reports(out, dataset, dataset.rejected + bad_names, dataset.ignored, empty)
+        _refuse_empty(root, out, empty)
     rows, repaired, rejected, not_images, timing = _check_and_convert(options, items, workers)
     rejections = dataset.rejected + bad_names + rejected
     ignored = sorted(dataset.ignored + not_images)
     files = account(dataset.found, len(rows) - len(repaired), len(repaired), len(rejections), len(ignored))
-    empty = _empty_class_folders(dataset, rows, rejections, ignored)
+    empty = _empty_class_folders(dataset, {(split, cid) for split, _, cid, _, _ in rows}, rejections, ignored)
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
     list_root = options.resized_root if options.resize else root
     settings.update(layout=dataset.layout, lists_relative_to=str(list_root.resolve()))
     summary = summarize(rows, dataset.classes, repaired, rejections, settings,
                         {"scan_s": round(scan_s, 3), **timing, "workers": workers}, ignored=ignored, files=files,
                         empty_class_folders=[folder for folder, _ in empty])
+    written = _write_reports(out, dataset, rejections, ignored, empty)
+    if empty and not options.skip_empty_classes:
+        _refuse_empty(root, out, empty)
     try:
-        written = [write_rejected(out, rejections + dataset.unreadable + [(f"{f}/", why) for f, why in empty]),
-                   write_ignored(out, ignored + dataset.loops)]
-        if empty and not options.skip_empty_classes:
-            more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
-            raise InputError(f"{root / empty[0][0]}: no valid image in this class folder{more} (reasons in "
-                             f"{out / 'rejected.tsv'}); add images, remove the folder, or pass "
-                             "--skip-empty-classes to go on without it")
         written += write_lists(out, rows, dataset.classes, SPLITS) + [write_summary(out, summary)]
     except OSError as error:
-        raise InputError(f"{out}: cannot write the lists ({error.strerror or error}); "
-                         "free some space or choose another --out") from None
+        raise _cannot_write(out, error) from None
     summary["written"] = [str(path) for path in written]
     return summary
 
@@ -237,10 +237,31 @@ def _pool_size(workers: int, jobs: list) -> int:
     return workers if len(jobs) >= POOL_FROM_FILES else 1
 
 
-def _empty_class_folders(dataset: Dataset, listed: list[Listed], rejected: list, ignored: list) -> list:
-    """(folder, why) for each class folder that gives its class no image in its split: an error unless
-    skip_empty_classes, and rows in rejected.tsv either way."""
-    present = {(split, class_id) for split, _, class_id, _, _ in listed}
+def _write_reports(out: Path, dataset: Dataset, rejected: list, ignored: list, empty: list) -> list[Path]:
+    """rejected.tsv (files, unreadable folders, class folders without an image) and ignored.tsv (files, links
+    to folders already walked)."""
+    try:
+        return [write_rejected(out, rejected + dataset.unreadable + [(f"{f}/", why) for f, why in empty]),
+                write_ignored(out, ignored + dataset.loops)]
+    except OSError as error:
+        raise _cannot_write(out, error) from None
+
+
+def _cannot_write(out: Path, error: OSError) -> InputError:
+    return InputError(f"{out}: cannot write the lists ({error.strerror or error}); free some space or choose "
+                      "another --out")
+
+
+def _refuse_empty(root: Path, out: Path, empty: list) -> None:
+    more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+    raise InputError(f"{root / empty[0][0]}: no valid image in this class folder{more} (reasons in "
+                     f"{out / 'rejected.tsv'}); add images, remove the folder, or pass --skip-empty-classes to "
+                     "go on without it")
+
+
+def _empty_class_folders(dataset: Dataset, present: set, rejected: list, ignored: list) -> list:
+    """(folder, why) for each class folder that gives its class no image in its split (`present`: the (split,
+    class id) pairs that have one): an error unless skip_empty_classes, and rows in rejected.tsv either way."""
     unreadable = {folder.rstrip("/") for folder, _ in dataset.unreadable}
     empty = []
     for (split, class_id), folder in sorted(dataset.class_dirs.items()):
