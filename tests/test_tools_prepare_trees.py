@@ -167,3 +167,17 @@ def test_unlabelled_flat_val_image_is_rejected_not_lost(tmp_path: Path) -> None:
     (root / "val" / "ILSVRC2012_val_00000099.JPEG").write_bytes((root / "val" / val_name(1)).read_bytes())
     run_ok(root, out)
     assert "no label" in read_rejected(out)["val/ILSVRC2012_val_00000099.JPEG"]
+
+
+def test_devkit_given_with_its_flag(tmp_path: Path) -> None:
+    """--devkit DIR (the unpacked folder, or its data/) outside ROOT; a wrong one is refused, not replaced."""
+    pytest.importorskip("scipy", reason="the devkit's meta.mat is written and read with scipy")
+    root, out = tmp_path / "imagenet", tmp_path / "out"
+    write_val(root / "val", sorted_numbers={5})
+    write_devkit_2012(tmp_path / "elsewhere")
+    for given in ("ILSVRC2012_devkit_t12", "ILSVRC2012_devkit_t12/data"):
+        run_ok(root, out, "--devkit", tmp_path / "elsewhere" / given)
+        assert dict(read_file_list(out / "val.txt")) == expected_val("val", {5})
+    write_devkit_2015(root / "devkit" / "data", "map_clsloc.txt")  # found under ROOT, but --devkit says where
+    expect_error(run_prepare(root, "--out", out, "--devkit", tmp_path / "nowhere"), str(tmp_path / "nowhere"),
+                 "--devkit DIR")

@@ -70,7 +70,7 @@ def choose_labels(root: Path, places: Places, layout: str, devkit: Path | None, 
         return None
     devkit_files = dk.find_devkit(dk.devkit_folders(list(places.label_folders), devkit))
     kaggle_files = kg.find_kaggle(list(places.label_folders))
-    if layout == "devkit" or (layout == "auto" and devkit is not None and devkit_files.complete):
+    if layout == "devkit" or (layout == "auto" and devkit is not None):  # --devkit DIR says which files
         if devkit_files.complete:
             return devkit_labels(devkit_files)
         raise missing(root, places, devkit_files, None, devkit)
