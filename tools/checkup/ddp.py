@@ -87,7 +87,11 @@ def run_ranks(out: Path, device: str, batch: int, threads: int) -> list[dict]:
     except mp.ProcessRaisedException as error:  # its first line says only which rank: keep the error itself
         last = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
         raise RuntimeError(f"a DDP rank failed: {last}") from None
-    return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
+    results = []
+    for rank in range(WORLD):
+        results.append(torch.load(out / f"rank{rank}.pt", weights_only=True))
+        (out / f"rank{rank}.pt").unlink()  # every gradient of the net: 0.24 GB
+    return results
 
 
 def reference_step(device: torch.device, batch: int) -> tuple[float, dict[str, torch.Tensor]]:

@@ -110,3 +110,5 @@ def train(record: Recorder, settings: Settings) -> None:
     if (runs.folder / "whole" / CHECKPOINT_NAME).is_file():  # also when the loss did not go down
         record.check("-e --ten-crop", ten_crop, runs)
     record.check("--resume", resumes, runs)
+    for checkpoint in runs.folder.rglob("*.pth.tar"):  # 0.45 GB each, of no use once compared
+        checkpoint.unlink()
