@@ -27,6 +27,7 @@ from model.run import Session, fit, open_session
 from model.variants import check_switches
 from pipeline.config import DataConfig
 from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, PCA_ALPHA_STD
+from pipeline.decoder_memory import padding_from_lists
 from pipeline.errors import InputError, user_errors
 from pipeline.loader import make_loader
 from pipeline.pca import default_normalization
@@ -45,8 +46,10 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
     if options["mean_window"] is not None and normalize != "image":
         raise InputError(f"--mean-window picks the window of the mean image; --normalize {normalize} subtracts "
                          "no mean image: drop --mean-window, or use --normalize image")
+    padding = padding_from_lists(lists)  # nvJPEG's buffers for the listed files' sizes (prepare's summary.json)
     data = DataConfig(
         root=Path(options["root"]), train_list=lists / "train.txt", val_list=lists / "val.txt",
+        device_memory_padding=padding.device, host_memory_padding=padding.host,
         pca=pca, batch_size=options["batch_size"],
         backend="dali" if options["dali"] else "pil", num_threads=options["workers"],
         normalize=normalize, layout="NHWC" if options["channels_last"] else "NCHW",

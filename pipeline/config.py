@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.constants import CROP_SIZE, PCA_ALPHA_STD
+from pipeline.decoder_memory import DALI_DEVICE_PADDING, DALI_HOST_PADDING
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class DataConfig:
         seed: seeds the reader's shuffle and the augmentations.
         prefetch: DALI prefetch queue depth.
         hw_decoder_load: share of JPEG decoding sent to the A100/H100 hardware decoder (mixed decoder).
-        device_memory_padding, host_memory_padding: nvJPEG buffer growth steps in bytes.
+        device_memory_padding, host_memory_padding: nvJPEG's preallocated buffers per decoder thread, in bytes
+            (device: one, pinned host: two); DALI's defaults, or sized from the data by
+            pipeline.decoder_memory.padding_from_lists (model.train does).
         preallocate_width_hint, preallocate_height_hint: expected image size for nvJPEG's buffers.
         num_classes: when given, every label of the lists must lie in [0, num_classes).
         lighting_scale: "stdev" (alpha times sqrt(eigval) on 0-255: the authors' code) or "eigval"
@@ -59,8 +62,8 @@ class DataConfig:
     seed: int = 0
     prefetch: int = 2
     hw_decoder_load: float = 0.65
-    device_memory_padding: int = 211025920
-    host_memory_padding: int = 140544512
+    device_memory_padding: int = DALI_DEVICE_PADDING
+    host_memory_padding: int = DALI_HOST_PADDING
     preallocate_width_hint: int = 0
     preallocate_height_hint: int = 0
     num_classes: int | None = None

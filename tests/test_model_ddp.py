@@ -54,6 +54,9 @@ def _worker(rank: int, port: int, out_dir: str, device: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    if device == "cuda":  # the CPU reference is plain fp32: no TF32 convolutions or matrix products here
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     ctx = init_parallel("ddp", device, None)
     torch.manual_seed(SEED + rank)
     net = AlexNet(num_classes=CLASSES)
@@ -199,7 +202,9 @@ def test_ddp_without_torchrun_environment_is_one_line_error(monkeypatch):
 @requires_cuda
 def test_two_gloo_ranks_sharing_one_gpu_equal_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("ALEXNET_DDP_BACKEND", "gloo")  # NCCL refuses two ranks on one GPU
-    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")  # the CPU reference is plain fp32
+    # The CPU reference is plain fp32. Each rank turns torch's TF32 switches off itself (_worker); the
+    # environment variable also keeps cuBLAS/cuDNN from choosing TF32 on their own.
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
     results = _run_ranks(tmp_path, "cuda")
     count = torch.cuda.device_count()
     assert [r["ctx"][3:] for r in results] == [(f"cuda:{rank % count}", "gloo") for rank in range(WORLD)]

@@ -1,0 +1,1 @@
+"""selftest's room: the stages of `imagenet-tools selftest`, each run in a child process."""
