@@ -5,18 +5,12 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import click
-
 from model.checkpoint import CHECKPOINT_NAME
 from pipeline.errors import InputError
+from tools.shared.stages import Stages, parse_evaluation, pick_device
 
 # The demo's recipe (docs/demo.md has the measurements behind it). The network is the paper's `alexnet`
 # (towers, LRN, dropout, 224 crops, the paper's SGD with momentum 0.9 and weight decay 5e-4); what differs
@@ -26,70 +20,6 @@ DEMO_RECIPE = {
     "classes": 10, "train_per_class": 60, "val_per_class": 10, "epochs": 12, "batch_size": 32, "lr": 0.01,
     "momentum": 0.9, "normalize": "meanstd", "init": "kaiming", "schedule": "step", "step_size": 9,
 }
-EVAL_LINE = re.compile(r"\((centre|10-crop), (\d+) images\): loss ([\d.]+)\s+top-1 error ([\d.]+) %\s+"
-                       r"top-5 error ([\d.]+) %")
-
-
-class Stages:
-    """Runs the demo's stages as subprocesses: echoes each command, tees its output to DIR/demo.log, times it."""
-
-    def __init__(self, out: Path) -> None:
-        self.log = open(out / "demo.log", "w", encoding="utf-8")
-        self.times: dict[str, float] = {}
-
-    def run(self, name: str, argv: list[str], shown: str) -> str:
-        """Run `argv` (shown to the user as `shown`); return its stdout+stderr. Raises InputError on failure."""
-        click.echo(f"\n== {name}: {shown}", err=True)
-        self.log.write(f"\n== {name}: {shlex.join(argv)}\n")
-        start = time.monotonic()
-        # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                   env=env)
-        lines = []
-        for line in process.stdout:  # stream: training prints progress as it goes
-            sys.stderr.write(line)
-            self.log.write(line)
-            lines.append(line)
-        process.wait()
-        self.times[name] = time.monotonic() - start
-        self.log.flush()
-        if process.returncode != 0:
-            last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-            raise InputError(f"demo stage '{name}' failed (exit {process.returncode}): {last}; see {self.log.name}")
-        return "".join(lines)
-
-    def tool(self, name: str, *args: str) -> str:
-        """An `imagenet-tools` subcommand, run as `python -m tools.cli ...` with this interpreter."""
-        args = [str(a) for a in args]
-        return self.run(name, [sys.executable, "-m", "tools.cli", *args], shlex.join(["imagenet-tools", *args]))
-
-    def module(self, name: str, module: str, *args: str) -> str:
-        """`python -m module ...` with this interpreter."""
-        args = [str(a) for a in args]
-        return self.run(name, [sys.executable, "-m", module, *args], shlex.join(["python", "-m", module, *args]))
-
-    def close(self) -> None:
-        self.log.close()
-
-
-def parse_evaluation(output: str) -> dict[str, dict[str, float]]:
-    """The "(centre|10-crop, N images): loss L  top-1 error E %  top-5 error F %" lines of `model.train -e`."""
-    results = {}
-    for view, count, loss, top1, top5 in EVAL_LINE.findall(output):
-        results[view] = {"images": int(count), "loss": float(loss), "top1_err": float(top1), "top5_err": float(top5)}
-    if "centre" not in results:
-        raise InputError("the evaluation printed no 'centre' result line; see demo.log")
-    return results
-
-
-def pick_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def training_args(recipe: dict, root: Path, lists: Path, pca: Path, run: Path, device: str, workers: int,
@@ -129,7 +59,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
     device = pick_device(device)
     data, resized, lists, pca, run = out / "data", out / "data256", out / "lists", out / "pca.json", out / "run"
     start = time.monotonic()
-    stages = Stages(out)
+    stages = Stages(out / "demo.log", "demo")
     try:
         stages.tool("data", "make-demo-data", data, "--classes", recipe["classes"], "--train-per-class", recipe["train_per_class"],
                     "--val-per-class", recipe["val_per_class"], "--workers", workers)
@@ -144,7 +74,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
                                "--out", run, "-a", "alexnet", "-e", "--resume", checkpoint, "--ten-crop",
                                "--normalize", recipe["normalize"], "--device", device, "--workers", workers,
                                "-b", recipe["batch_size"])
-        results = parse_evaluation(output)
+        results = parse_evaluation(output, stages.log.name)
         summary = {"device": device, "recipe": recipe, "evaluation": results,
                    "stage_seconds": {k: round(v, 1) for k, v in stages.times.items()}}
         numbers = {f"{view} top-1 accuracy (%)": round(100 - r["top1_err"], 2) for view, r in results.items()}
