@@ -18,6 +18,7 @@ COMMANDS = {
     "visualize": ("tools.visualize", "Pictures of a run: augmentations, curves, conv1 kernels, neighbours."),
     "bench": ("tools.bench", "Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."),
     "demo": ("tools.demo", "The whole toolkit on generated data: prepare, PCA, train, 10-crop, pictures."),
+    "ablate": ("tools.ablate", "The paper's ablations trained alike, their errors beside the paper's claims."),
 }
 
 
