@@ -43,6 +43,7 @@ class FakeStages(Stages):
     calls: list = []
     short: dict = {}
     fail: set = set()
+    refuse: set = set()  # variants whose model.train exits 1 at once, writing nothing (a bad flag)
 
     def execute(self, argv: list[str]) -> tuple[int, list[str], None]:
         args = argv[3:]  # python -m model.train ...
@@ -54,6 +55,8 @@ class FakeStages(Stages):
             ckpt = option(args, "--resume")
             return 0, [f"{ckpt} (centre, 30 images): loss 1.5000  top-1 error {c1:.2f} %  top-5 error {c5:.2f} %\n",
                        f"{ckpt} (10-crop, 30 images): loss 1.4000  top-1 error {t1:.2f} %  top-5 error {t5:.2f} %\n"], None
+        if variant in self.refuse:
+            return 1, ["Error: --normalize image needs a pca.json with a mean image\n"], None
         epochs = self.short.get(variant, int(option(args, "--epochs")))
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({"epoch": epochs, "epoch_step": 0, "step": 3 * epochs, "arch": "alexnet", "state_dict": {}},
@@ -68,7 +71,7 @@ class FakeStages(Stages):
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
-    FakeStages.calls, FakeStages.short, FakeStages.fail = [], {}, set()
+    FakeStages.calls, FakeStages.short, FakeStages.fail, FakeStages.refuse = [], {}, set(), set()
     monkeypatch.setattr(ablation_run, "Stages", FakeStages)
     lists = tmp_path / "lists"
     lists.mkdir()
@@ -244,6 +247,16 @@ def test_other_settings_on_the_same_out_are_refused(fake):
     assert invoke(fake, "--epochs", "1", "--variants", "no-lrn", "-b", "16", "--workers", "5", "--amp",
                   "bf16").exit_code == 0
     assert len(FakeStages.calls) == calls
+
+
+def test_settings_may_change_until_a_run_has_a_checkpoint(fake):
+    FakeStages.refuse = {"baseline"}
+    first = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--normalize", "image")
+    assert first.exit_code == 1 and "Error: --normalize image needs a pca.json" in first.output
+    FakeStages.refuse = set()
+    again = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--normalize", "mean")
+    assert again.exit_code == 0, again.output
+    assert json.loads((fake / "abl" / "ablation_plan.json").read_text())["normalize"] == "mean"
 
 
 def test_runs_without_a_plan_are_not_taken_over(fake):

@@ -21,7 +21,7 @@ import click
 from model.checkpoint import CHECKPOINT_NAME
 from model.train import main as train_command
 from pipeline.errors import InputError
-from tools.ablation.variants import BASELINE, VARIANTS, Variant
+from tools.ablation.variants import BASELINE_VARIANT, VARIANTS, Variant
 
 RESULT_FLAGS = ("batch_size", "lr", "momentum", "wd", "wd_biases", "schedule", "step_size", "patience", "seed",
                 "dali", "normalize", "mean_window", "lighting_scale", "init", "bias_one", "max_steps")
@@ -118,35 +118,33 @@ def check_inputs(plan: Plan) -> None:
 
 
 def claim_out(plan: Plan) -> None:
-    """Record the plan in OUT/ablation_plan.json, or check it against the one there.
+    """Record the plan in OUT/ablation_plan.json, or check it against the one there. The plan binds once a
+    run has a checkpoint; before that (e.g. the first run failed at once on a bad flag) it is replaced.
 
     Raises:
-        InputError: OUT holds an ablation with other settings, or runs without a plan.
+        InputError: OUT holds runs of an ablation with other settings, or runs without a plan.
     """
     path = plan.out / PLAN_NAME
     wanted = plan.record()
-    if not path.is_file():
-        runs = [v.name for v in VARIANTS if (plan.out / v.name / CHECKPOINT_NAME).exists()]
-        if (plan.out / BASELINE / CHECKPOINT_NAME).exists():
-            runs.insert(0, BASELINE)
-        if runs:
-            raise InputError(f"--out {plan.out} holds runs ({', '.join(runs)}) but no {PLAN_NAME}, so their "
-                             "settings are unknown; choose another --out")
-        write_json(path, wanted)
-        return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: unreadable ({error}); choose another --out") from None
-    for name, value in wanted.items():
-        if saved.get(name) != value:
-            raise InputError(f"--out {plan.out} holds an ablation run with {describe(name, saved.get(name))}; this "
-                             f"command has {describe(name, value)}; every variant must train with the same: use "
-                             "the same, or choose another --out")
+    runs = [v.name for v in (BASELINE_VARIANT, *VARIANTS) if (plan.run_folder(v) / CHECKPOINT_NAME).exists()]
+    if runs and not path.is_file():
+        raise InputError(f"--out {plan.out} holds runs ({', '.join(runs)}) but no {PLAN_NAME}, so their "
+                         "settings are unknown; choose another --out")
+    if runs:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise InputError(f"{path}: unreadable ({error}); choose another --out") from None
+        for name, value in wanted.items():
+            if saved.get(name) != value:
+                raise InputError(f"--out {plan.out} holds an ablation run with {describe(name, saved.get(name))}; "
+                                 f"this command has {describe(name, value)}; every variant must train with the "
+                                 "same: use the same, or choose another --out")
+    write_json(path, wanted)
 
 
 def describe(name: str, value) -> str:
-    """A recorded setting as the user types it: "-b 32", "--no-dali", "--max-steps unset"."""
+    """A recorded setting as the user types it: "--batch-size 32", "--no-dali", "--max-steps unset"."""
     if name in ("root", "lists", "pca", "epochs"):
         return f"--{name} {value if value is not None else 'unset'}"
     option = train_option(name)
