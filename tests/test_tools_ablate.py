@@ -142,8 +142,8 @@ def test_report_differences_and_the_papers_claims(fake):
     assert runs["no-lighting"]["paper"]["at_least"] and "overfitting" in runs["no-dropout"]["paper"]["words"]
     assert report["ten_crop"]["measured"] == {"top1": pytest.approx(-2.5), "top5": pytest.approx(-2.5)}
     assert (report["ten_crop"]["paper"]["top1"], report["ten_crop"]["paper"]["top5"]) == (-1.5, -1.3)
-    # 40 % of 30 images: sqrt(0.4 * 0.6 / 30) = 8.94 points
-    assert report["standard_error_top1"] == pytest.approx(8.94, abs=0.005)
+    # 40 % and 12.5 % of 30 images: sqrt(0.4 * 0.6 / 30) = 8.94 points, sqrt(0.125 * 0.875 / 30) = 6.04
+    assert report["standard_error"] == {"top1": pytest.approx(8.94, abs=0.005), "top5": pytest.approx(6.04, abs=0.005)}
     md = (fake / "abl" / "ablation.md").read_text()
     assert "| no-lrn | `--no-lrn` | §3.3 | 43.33 / 13.00 | 38.25 / 12.50 | +3.33 / +0.50 | +0.75 / +2.50 | +1.4 / +1.2 |" in md
     assert "| no-lighting | `--lighting-std 0` | §4.1 | 39.50 / 14.75 | 40.00 / 9.00 | -0.50 / +2.25 | +2.50 / -1.00 | > +1.0 / – |" in md

@@ -25,6 +25,12 @@ def difference(result: dict, baseline: dict) -> dict:
                    for err in ERRORS} for view in VIEWS}
 
 
+def standard_error(error_percent: float, images: int) -> float | None:
+    """sqrt(p (1 - p) / n) of an error rate p measured on n images, in points (None for no image)."""
+    p = error_percent / 100
+    return round(100 * math.sqrt(p * (1 - p) / images), 2) if images else None
+
+
 def claim_entry(claim: Claim) -> dict:
     return {"top1": claim.top1, "top5": claim.top5, "at_least": claim.at_least, "words": claim.words}
 
@@ -42,13 +48,13 @@ def build_report(plan: Plan, results: list[dict], train_command: list[str]) -> d
         runs.append(entry)
     centre, ten = baseline["evaluation"]["centre"], baseline["evaluation"]["10-crop"]
     images = centre["images"]
-    p = centre["top1_err"] / 100
     return {
         "plan": {**plan.record(), "device": plan.device, "variants": [r["variant"] for r in results[1:]]},
         "train_command": shlex.join(["python", "-m", "model.train", *train_command]),
         "images": images,
-        # Binomial standard error of one error rate on `images` images, in points: the size of noise.
-        "standard_error_top1": round(100 * math.sqrt(p * (1 - p) / images), 2) if images else None,
+        # The binomial standard error of the baseline's centre error rates on `images` images, in points:
+        # the size of the noise in one measured error.
+        "standard_error": {err: standard_error(centre[f"{err}_err"], images) for err in ERRORS},
         "runs": runs,
         "ten_crop": {"measured": {err: round(ten[f"{err}_err"] - centre[f"{err}_err"], 2) for err in ERRORS},
                      "paper": claim_entry(TEN_CROP_CLAIM)},
@@ -95,11 +101,12 @@ def markdown(report: dict, picture: str) -> str:
     paper = " / ".join(f"{ten['paper'][e]:+.1f}" for e in ERRORS)
     lines += ["", f"§6, 10 crops instead of the centre crop (the baseline): measured {measured}; the paper {paper} "
               f"({ten['paper']['words']}).", ""]
-    if report["standard_error_top1"] is not None:
-        se = report["standard_error_top1"]
-        lines += [f"One run per variant and one seed: the binomial standard error of one top-1 error rate on "
-                  f"{report['images']} images is ±{se:.2f} points here; a difference smaller than about twice "
-                  f"that ({2 * se:.1f} points) cannot be told from chance.", ""]
+    se = report["standard_error"]
+    if se["top1"] is not None:
+        lines += [f"One run per variant and one seed: the binomial standard error of the baseline's error rates on "
+                  f"{report['images']} images is ±{se['top1']:.2f} points (top-1) and ±{se['top5']:.2f} (top-5); "
+                  "a difference within about twice that (the grey band of the chart) cannot be told from chance.",
+                  ""]
     lines += [f"![the differences beside the paper's]({picture})", ""]
     return "\n".join(lines)
 
@@ -123,6 +130,9 @@ def chart(report: dict, path: Path) -> Path:
                 ax.bar(i + width, claim, width, color=colours["paper"], hatch="//" if at_least else None)
                 if at_least:
                     ax.text(i + width, claim, "more\nthan", ha="center", va="bottom", fontsize=7)
+        if report["standard_error"][err] is not None:
+            band = 2 * report["standard_error"][err]
+            ax.axhspan(-band, band, color="0.9", zorder=0)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlim(-0.6, len(runs) - 0.4)
         ax.set_xticks(range(len(runs)), [run["variant"] for run in runs], rotation=20)
@@ -130,7 +140,8 @@ def chart(report: dict, path: Path) -> Path:
         ax.set_ylabel("the run's error minus the baseline's (points)")
     handles = [Patch(color=colours["centre"], label="measured, centre crop"),
                Patch(color=colours["10-crop"], label="measured, 10 crops"),
-               Patch(color=colours["paper"], label="the paper (ImageNet)")]
+               Patch(color=colours["paper"], label="the paper (ImageNet)"),
+               Patch(color="0.9", label="±2 standard errors")]
     axes[0][0].legend(handles=handles, fontsize=7, loc="best")
     figure.suptitle(f"Ablation: {report['images']} validation images, one seed", fontsize=10)
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
