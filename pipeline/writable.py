@@ -57,3 +57,19 @@ def writable_folder(folder: Path, flag: str, given: Path | None = None) -> Path:
         raise InputError(f"{where}: cannot write files in {folder} ({_reason(error)}); "
                          f"choose another {flag}") from None
     return folder
+
+
+def writable_file(path: Path, flag: str) -> Path:
+    """An output file's folder proved writable (`writable_folder`), and the path not an existing folder.
+
+    Returns:
+        `path`.
+
+    Raises:
+        InputError: as writable_folder, or `path` is a folder; one line naming the flag.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; give a file name, e.g. {path / 'out'}{path.suffix}")
+    writable_folder(path.parent, flag, given=path)
+    return path

@@ -43,3 +43,15 @@ def test_a_read_only_folder_is_refused(tmp_path):
             writable_folder(folder, "--out")
     finally:
         folder.chmod(0o755)
+
+
+def test_an_output_file_needs_a_writable_folder_and_must_not_be_a_folder(tmp_path):
+    from pipeline.writable import writable_file
+
+    assert writable_file(tmp_path / "new" / "grid.png", "--out") == tmp_path / "new" / "grid.png"
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "grid.png").exists()
+    with pytest.raises(InputError, match=r"^--out .*/new: is a folder; give a file name"):
+        writable_file(tmp_path / "new", "--out")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match=r"^--png .*/f/chart.png: .*/f is a file, not a folder"):
+        writable_file(tmp_path / "f" / "chart.png", "--png")

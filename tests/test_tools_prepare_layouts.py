@@ -4,30 +4,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from pipeline.filelist import read_class_table, read_file_list
+from tests.prepare_trees import GROUND_TRUTH, SORTED_WNIDS, SYNSETS, write_kaggle, write_meta_mat
 from tests.test_tools_prepare_check import read_rejected, run_prepare, small_rgb
-
-# ILSVRC2012_ID -> WNID deliberately not in sorted-WNID order, as in the real devkit.
-SYNSETS = {1: ("n03000684", "chain saw"), 2: ("n01440764", "tench, Tinca tinca"), 3: ("n02102040", "springer")}
-SORTED_WNIDS = sorted(wnid for wnid, _ in SYNSETS.values())
-# Line i of the ground truth labels ILSVRC2012_val_0000000i.JPEG.
-GROUND_TRUTH = [3, 1, 2, 1, 3, 2]
-
-
-def write_meta_mat(path: Path) -> None:
-    """A meta.mat shaped like the devkit's: a 'synsets' struct array, with one inner (non-leaf) node."""
-    import scipy.io
-
-    rows = [(i, wnid, words, 0) for i, (wnid, words) in SYNSETS.items()] + [(4, "n00001740", "entity", 3)]
-    synsets = np.zeros((len(rows), 1), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"),
-                                              ("num_children", "O")])
-    for index, row in enumerate(rows):
-        synsets[index, 0] = tuple(np.array([[v]]) if isinstance(v, int) else v for v in row)
-    scipy.io.savemat(str(path), {"synsets": synsets})
 
 
 def write_devkit_tree(root: Path) -> None:
@@ -73,25 +55,9 @@ def test_devkit_without_scipy_says_what_to_install(tmp_path: Path, monkeypatch: 
     assert "needs scipy" in result.output and "pip install" in result.output
 
 
-def write_kaggle_tree(root: Path) -> None:
-    data = root / "ILSVRC" / "Data" / "CLS-LOC"
-    for wnid in SORTED_WNIDS:
-        (data / "train" / wnid).mkdir(parents=True)
-        small_rgb().save(data / "train" / wnid / f"{wnid}_0.JPEG")
-    (data / "val").mkdir()
-    rows = ["ImageId,PredictionString"]
-    for number, gt in enumerate(GROUND_TRUTH, start=1):
-        small_rgb().save(data / "val" / f"ILSVRC2012_val_{number:08d}.JPEG")
-        wnid = SYNSETS[gt][0]
-        rows.append(f"ILSVRC2012_val_{number:08d},{wnid} 1 2 30 40 {wnid} 5 6 20 30 ")
-    (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
-    # The mapping file is in sorted order, one "wnid words" per line.
-    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {dict(SYNSETS.values())[w]}\n" for w in SORTED_WNIDS))
-
-
 def test_kaggle_layout(tmp_path: Path) -> None:
     root, out = tmp_path / "kaggle", tmp_path / "out"
-    write_kaggle_tree(root)
+    write_kaggle(root)
     result = run_prepare(root, "--out", out)
     assert result.exit_code == 0, result.output
     assert "layout kaggle" in result.output
@@ -106,7 +72,7 @@ def test_kaggle_layout(tmp_path: Path) -> None:
 
 def test_forced_layout_overrides_detection(tmp_path: Path) -> None:
     root = tmp_path / "kaggle"
-    write_kaggle_tree(root)
+    write_kaggle(root)
     result = run_prepare(root, "--out", tmp_path / "out", "--layout", "imagefolder")
     assert result.exit_code == 1
     assert "no class folders" in result.output
@@ -140,10 +106,11 @@ def test_errors(tmp_path: Path) -> None:
     devkit = tmp_path / "devkit"
     (devkit / "val").mkdir(parents=True)
     small_rgb().save(devkit / "val" / "ILSVRC2012_val_00000001.JPEG")
-    expect_error(run_prepare(devkit, "--out", out), "ILSVRC2012_validation_ground_truth.txt", "devkit file missing")
+    expect_error(run_prepare(devkit, "--out", out), "ILSVRC2012_validation_ground_truth.txt", "need label files",
+                 "--devkit DIR")
     kaggle = tmp_path / "kaggle"
     (kaggle / "ILSVRC" / "Data" / "CLS-LOC" / "val").mkdir(parents=True)
-    expect_error(run_prepare(kaggle, "--out", out), "LOC_synset_mapping.txt", "missing")
+    expect_error(run_prepare(kaggle, "--out", out), "LOC_synset_mapping.txt", "CLS-LOC tree needs its label files")
     expect_error(run_prepare(nothing_valid, "--out", out, "--resize", "256"), "--resized-root")
 
 
@@ -169,6 +136,6 @@ def test_cli_group_runs_prepare(image_tree: Path, tmp_path: Path) -> None:
 
 def test_out_that_is_a_file(image_tree: Path, tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
-    expect_error(run_prepare(image_tree, "--out", tmp_path / "taken"), "cannot create the --out folder")
+    expect_error(run_prepare(image_tree, "--out", tmp_path / "taken"), "--out", "is a file, not a folder")
     expect_error(run_prepare(image_tree, "--out", tmp_path / "o", "--resized-root", tmp_path / "taken"),
-                 "cannot create the --resized-root folder")
+                 "--resized-root", "is a file, not a folder")

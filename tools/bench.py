@@ -27,6 +27,7 @@ import torch
 
 from model.alexnet import ARCHS
 from pipeline.errors import InputError, user_errors
+from pipeline.writable import writable_file
 from tools.benchmark.options import (AMP_CHOICES, ARCH, COMPILE_MODES, BenchOptions, choices, default_threads,
                                      hw_loads, positive, resolve_datasets, split_values)
 from tools.benchmark.report import MODES, draw_chart, format_table
@@ -61,6 +62,9 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
          compile_mode, steps, warmup, repeat, modes, arch, stages, json_path, png_path) -> None:
     """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")
+    for path, flag in ((json_path, "--json"), (png_path, "--png")):
+        if path is not None:
+            writable_file(path, flag)  # before minutes of measuring, not after
     if compile_mode is not None:
         choices((compile_mode,), COMPILE_MODES, "--compile")
     if stages and device != "cpu":
@@ -83,7 +87,6 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
         for name, result in report["stages"].items():
             click.echo(format_stages(name, result))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         click.echo(f"wrote {json_path}")
     if png_path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from pipeline.errors import user_errors
+from pipeline.writable import writable_folder
 from tools.demo_run.run import DEMO_RECIPE, run_demo, summary_lines
 
 
@@ -37,6 +38,7 @@ def main(out: Path, device: str, workers: int, classes: int | None, train_per_cl
          epochs: int | None, batch_size: int | None, lr: float | None, max_steps: int | None,
          max_train_neighbours: int) -> None:
     """The whole toolkit on generated data: data, prepare, PCA, train AlexNet, 10-crop test, pictures."""
+    writable_folder(out, "--out")  # before the first stage, not in the middle of the demo
     summary = run_demo(out, device, workers, max_steps, max_train_neighbours, classes=classes,
                        train_per_class=train_per_class,
                        val_per_class=val_per_class, epochs=epochs, batch_size=batch_size, lr=lr)

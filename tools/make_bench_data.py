@@ -16,6 +16,7 @@ import click
 
 from pipeline.errors import user_errors
 from pipeline.processes import usable_cpus
+from pipeline.writable import writable_folder
 from tools.synth.sets import JPEG_QUALITY, make_bench_data
 
 
@@ -30,6 +31,7 @@ from tools.synth.sets import JPEG_QUALITY, make_bench_data
 @user_errors
 def main(out: Path, count: int, val_count: int, classes: int, quality: int, seed: int, workers: int) -> None:
     """Generate ImageNet-like JPEGs (~500x375, quality 90, ~100 KB) under OUT in ImageFolder layout."""
+    writable_folder(out, "OUT")
     sizes = make_bench_data(out, count, val_count, classes, seed, workers, quality)
     for split, values in sizes.items():
         click.echo(f"{out}/{split}: {len(values)} images, {sum(values) / len(values) / 1e3:.0f} KB on average")

@@ -16,6 +16,7 @@ import click
 
 from pipeline.errors import user_errors
 from pipeline.processes import usable_cpus
+from pipeline.writable import writable_folder
 from tools.synth.images import DEMO_CLASSES
 from tools.synth.sets import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, make_demo_data
 
@@ -30,6 +31,7 @@ from tools.synth.sets import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, mak
 @user_errors
 def main(out: Path, classes: int, train_per_class: int, val_per_class: int, seed: int, workers: int) -> None:
     """Generate the demo's image set (10 shape-and-pattern classes) in ImageNet's layout under OUT."""
+    writable_folder(out, "OUT")
     written = make_demo_data(out, classes, train_per_class, val_per_class, seed, workers)
     click.echo(f"{out}: {written['train']} training and {written['val']} validation images in {classes} classes")
 

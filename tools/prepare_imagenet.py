@@ -5,7 +5,8 @@
     imagenet-tools prepare /data/imagenet --out lists --resize 256 --resized-root /data/imagenet256
 
 Writes DIR/train.txt and DIR/val.txt (`<path relative to ROOT> <label>`, or relative to --resized-root
-when resizing), classes.tsv, rejected.tsv and summary.json. docs/prepare.md has the details: layouts,
+when resizing), classes.tsv, rejected.tsv, ignored.tsv and summary.json. Every file under ROOT is listed,
+repaired, rejected or ignored, each with its reason. docs/prepare.md has the details: layouts,
 what counts as a bad file, where repaired copies go, measured speed.
 """
 from __future__ import annotations
@@ -43,6 +44,9 @@ def _count(number: int, one: str, many: str) -> str:
               help="Reject images with a side shorter than this.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Reject images with more pixels than this.")
+@click.option("--skip-empty-classes", is_flag=True,
+              help="Go on when a class folder has no valid image (it is listed in rejected.tsv; its class keeps "
+                   "its label). Default: stop with an error.")
 @user_errors
 def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, **flags) -> None:
     """Check the image tree ROOT and write DALI file lists, classes.tsv, rejected.tsv, summary.json to OUT."""
@@ -62,8 +66,19 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     if summary["resize"]:
         click.echo(f"resized to {summary['resize']}: {timing['written']} written, {timing['kept']} kept from "
                    f"an earlier run ({timing['convert_s']:.1f} s)")
+    if summary["empty_class_folders"]:
+        folders = summary["empty_class_folders"]
+        click.echo(f"skipped {_count(len(folders), 'class folder', 'class folders')} with no valid image "
+                   f"(rows in rejected.tsv): {', '.join(folders[:5])}{' ...' if len(folders) > 5 else ''}")
     click.echo(f"lists relative to {summary['lists_relative_to']}")
     click.echo("wrote " + ", ".join(summary["written"]))
+    files = summary["files"]
+    click.echo(f"files under ROOT: {files['found']} = {files['listed']} listed + {files['repaired']} repaired and "
+               f"listed + {files['rejected']} rejected + {files['ignored']} ignored")
+    reasons = "; ".join(f"{why} {n}" for why, n in summary["ignored"]["by_reason"].items())
+    where = Path(summary["out"]) / "ignored.tsv"
+    click.echo(f"ignored {_count(files['ignored'], 'file', 'files')} ({reasons}): each with its reason in {where}"
+               if reasons else f"ignored 0 files ({where} is empty)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
 from pipeline.splits import SPLITS
+from pipeline.writable import writable_file
 from tools.viz.views import draw_grid, run_exposed
 
 
@@ -43,6 +44,9 @@ def main(root: Path, file_list: Path, split: str, count: int, start: int, sample
     """Run the SPLIT graph on a few images of FILE_LIST (paths relative to ROOT); write a PNG grid."""
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; ROOT is the folder the paths in {file_list} are relative to")
+    writable_file(out, "--out")  # before the graph runs, not after
+    if npz is not None:
+        writable_file(npz, "--npz")
     entries = read_file_list(file_list)[start : start + count]
     if not entries:
         raise InputError(f"{file_list}: --start {start} is past the last of its lines")
@@ -54,7 +58,6 @@ def main(root: Path, file_list: Path, split: str, count: int, start: int, sample
     draw_grid(root, arrays, split, samples, out)
     click.echo(f"wrote {out} ({len(entries)} images, split {split})")
     if npz is not None:
-        npz.parent.mkdir(parents=True, exist_ok=True)
         np.savez(npz, **arrays)
         click.echo(f"wrote {npz}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
 

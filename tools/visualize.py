@@ -17,6 +17,7 @@ import click
 
 from pipeline.constants import NORMALIZATIONS
 from pipeline.errors import user_errors
+from pipeline.writable import writable_file, writable_folder
 from tools.viz.run_folder import default_out, find_checkpoint, run_folder
 
 RUN = click.argument("run", type=click.Path(exists=True, path_type=Path))
@@ -96,7 +97,7 @@ def augment(root: Path, lists: Path, pca: Path | None, out: Path, images: int, s
     """Originals, their stored 256x256 images, and training samples (crops, flips, PCA lighting)."""
     from tools.viz.views import draw_augmentations
 
-    click.echo(draw_augmentations(root, lists, out, pca, images, samples, seed))
+    click.echo(draw_augmentations(root, lists, writable_file(out, "--out"), pca, images, samples, seed))
 
 
 @main.command("report")
@@ -114,9 +115,11 @@ def report(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str 
     from tools.viz.report import make_pictures, read_json, write_report
 
     folder = run_folder(run)
+    out = writable_file(out or folder / "report.md", "--out")  # both checked before any picture is drawn
+    writable_folder(folder / "pictures", "RUN", given=run)
     pictures = make_pictures(run, root, lists, pca, normalize, folder / "pictures", max_train)
     numbers = read_json(extra) if extra else None
-    click.echo(write_report(folder, out or folder / "report.md", pictures, numbers))
+    click.echo(write_report(folder, out, pictures, numbers))
 
 
 if __name__ == "__main__":

@@ -1,255 +1,175 @@
-"""The three ways an ImageNet copy is laid out on disk, and how each gives (image, class) pairs.
+"""The ways an ImageNet copy lies on disk, and the fate of every file under ROOT: a candidate image with its
+class, a file the layout cannot label (rejected), or a file that is not part of the data set (ignored).
 
-- "imagefolder": ROOT/train/<class>/* and ROOT/val/<class>/* (ImageNet after valprep.sh, Imagenette).
-- "devkit": ROOT/train/<wnid>/* and a flat ROOT/val/ILSVRC2012_val_00000001.JPEG ..., labelled by the
-  devkit's data/ILSVRC2012_validation_ground_truth.txt (one ILSVRC2012_ID per line) and data/meta.mat
-  (ILSVRC2012_ID -> WNID). ILSVRC2012_IDs are not in sorted-WNID order, so they are mapped through meta.mat.
-- "kaggle": ROOT/ILSVRC/Data/CLS-LOC/{train/<wnid>/*, val/*} with ROOT/LOC_val_solution.csv and
-  ROOT/LOC_synset_mapping.txt (Kaggle's "ImageNet Object Localization Challenge").
+- "imagefolder": ROOT/train/<class>/** and ROOT/val/<class>/** (ImageNet after valprep.sh, Imagenette).
+- "devkit": val images labelled by an ILSVRC devkit (2012: ILSVRC2012_validation_ground_truth.txt + meta.mat;
+  2015: ILSVRC2015_clsloc_validation_ground_truth.txt + meta_clsloc.mat or map_clsloc.txt), see devkit.py.
+- "kaggle": Kaggle's ILSVRC/Data/CLS-LOC with LOC_val_solution.csv and LOC_synset_mapping.txt, see kaggle.py.
+In the devkit and kaggle layouts val/ may be flat, sorted into val/<wnid>/ folders, or half of each (a valprep
+run that stopped): a sorted image is labelled by its folder, a flat one by the label files, and where both
+exist they must agree. places.py says where train/, val/ and the label files are.
 
 Labels are always the index of the class id in sorted order, the standard ImageNet order.
 """
 from __future__ import annotations
 
-import csv
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InputError
+from tools.prepare.devkit import DEVKIT_FOLDERS
+from tools.prepare.labels import ValLabels, choose_labels
+from tools.prepare.places import Places, find_places, has_flat_val_images
+from tools.prepare.tree import Tree, has_image_name, image_id, is_archive, is_hidden, walk
 
 LAYOUTS = ("imagefolder", "devkit", "kaggle")
 SPLITS = ("train", "val")
-GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
-META = "meta.mat"
-KAGGLE_DATA = Path("ILSVRC/Data/CLS-LOC")
-KAGGLE_SOLUTION = "LOC_val_solution.csv"
-KAGGLE_SYNSETS = "LOC_synset_mapping.txt"
-VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.[A-Za-z]+$")
 
 
 @dataclass
 class Dataset:
-    """Images of a tree with their class ids, before any check.
+    """The files of a tree sorted by fate, before any file is opened.
 
     Attributes:
         layout: one of LAYOUTS.
         classes: (class id, human-readable name) in label order (sorted class ids).
-        entries: split -> [(path relative to ROOT, class id)] in a fixed order.
-        unlabelled: (path relative to ROOT, reason) for image files the layout gives no class.
-        class_dirs: (split, class id) -> class folder relative to ROOT, for folders that exist.
+        entries: split -> [(path relative to ROOT, class id)] in walk order: the images to check.
+        rejected: (path, reason) for image files the layout cannot label.
+        ignored: (path, reason) for files that are not part of the data set (not images, test split, metadata).
+        class_dirs: (split, class id) -> class folder relative to ROOT, for the folders that exist.
+        unreadable: (folder/, reason) for folders that could not be read (rows for rejected.tsv).
+        loops: (folder/, reason) for links to folders already walked (rows for ignored.tsv).
+        found: how many files the walk found (every one is in exactly one of entries, rejected, ignored).
     """
 
     layout: str
-    classes: list[tuple[str, str]]
-    entries: dict[str, list[tuple[str, str]]]
-    unlabelled: list[tuple[str, str]] = field(default_factory=list)
+    classes: list[tuple[str, str]] = field(default_factory=list)
+    entries: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
     class_dirs: dict[tuple[str, str], str] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    loops: list[tuple[str, str]] = field(default_factory=list)
+    found: int = 0
 
 
-def detect_layout(root: Path) -> str:
-    """Name the layout of ROOT, or raise InputError saying what was expected."""
-    if (root / KAGGLE_DATA).is_dir():
-        return "kaggle"
-    val = root / "val"
-    if val.is_dir() and any(VAL_NAME.match(name) for name in _visible_files(val)):
-        return "devkit"
-    if any(_subfolders(root / split) for split in SPLITS):
-        return "imagefolder"
-    raise InputError(
-        f"{root}: unknown layout; expected train/<class>/ and val/<class>/ folders, a flat val/ with the "
-        f"devkit, or Kaggle's {KAGGLE_DATA}/ (see docs/prepare.md), or pass --layout"
-    )
-
-
-def scan(root: Path, layout: str, devkit: Path | None = None) -> Dataset:
-    """List the images of ROOT in the given layout (see the module docstring).
-
-    Args:
-        root: the tree.
-        layout: one of LAYOUTS.
-        devkit: the devkit folder for layout "devkit" (default: searched for under ROOT).
-
-    Returns:
-        The Dataset; no file has been opened yet.
+def scan(root: Path, layout: str = "auto", devkit: Path | None = None) -> Dataset:
+    """Walk ROOT and give every file its fate in the given layout ("auto": detected).
 
     Raises:
-        InputError: a folder or devkit file is missing, or a class id is not in the class table.
+        InputError: an unknown layout, label files missing, a class folder that is not a class, a sorted
+            validation image whose folder contradicts the label files.
     """
-    if layout == "imagefolder":
-        return _scan_imagefolder(root)
-    if layout == "devkit":
-        return _scan_devkit(root, devkit)
-    if layout == "kaggle":
-        return _scan_kaggle(root)
-    raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-
-
-def _visible_files(folder: Path) -> list[str]:
-    """File names in a folder, without hidden ones (.DS_Store, ._* AppleDouble files)."""
-    if not folder.is_dir():
-        return []
-    with os.scandir(folder) as found:
-        return sorted(e.name for e in found if not e.name.startswith(".") and e.is_file())
-
-
-def _subfolders(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    with os.scandir(folder) as found:
-        return sorted(e.name for e in found if not e.name.startswith(".") and e.is_dir())
-
-
-def _walk_class(root: Path, class_dir: Path) -> list[str]:
-    """Every visible file under a class folder (any depth, like torchvision's ImageFolder), relative to ROOT."""
-    found = []
-    for folder, dirs, files in os.walk(class_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel = Path(folder).relative_to(root).as_posix()
-        found.extend(f"{rel}/{name}" for name in sorted(files) if not name.startswith("."))
-    return found
-
-
-def _scan_class_folders(root: Path, base: Path, split: str, dataset: Dataset) -> set[str]:
-    """Add `base/<class>/**` of one split to dataset; return the class ids found."""
-    classes = _subfolders(root / base)
-    dataset.entries[split] = []
-    # A file beside the class folders has no class: report it instead of dropping it silently.
-    dataset.unlabelled.extend(((base / name).as_posix(), "not inside a class folder")
-                              for name in _visible_files(root / base))
-    for class_id in classes:
-        class_dir = root / base / class_id
-        dataset.class_dirs[(split, class_id)] = (base / class_id).as_posix()
-        dataset.entries[split].extend((rel, class_id) for rel in _walk_class(root, class_dir))
-    return set(classes)
-
-
-def _scan_imagefolder(root: Path) -> Dataset:
-    dataset = Dataset("imagefolder", [], {})
-    found: set[str] = set()
-    for split in SPLITS:
-        if (root / split).is_dir():
-            found |= _scan_class_folders(root, Path(split), split, dataset)
-    if not found:
+    if layout not in ("auto", *LAYOUTS):
+        raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    tree = walk(root)
+    places = find_places(root, tree, plain_only=layout == "imagefolder")
+    needed = places.cls_loc or has_flat_val_images(tree, places)
+    labels = choose_labels(root, places, layout, devkit, needed)
+    if labels is None and not any(tree.subfolders(folder) for folder in places.splits.values()):
+        if layout == "auto":
+            raise InputError(f"{root}: unknown layout; expected train/<class>/ and val/<class>/ folders (or "
+                             "ILSVRC2012_img_train/, ILSVRC2012_img_val/), a flat val/ with the ILSVRC2012 or "
+                             "ILSVRC2015 devkit, or Kaggle's ILSVRC/Data/CLS-LOC/ (see docs/prepare.md), or pass "
+                             "--layout")
         raise InputError(f"{root}: no class folders in train/ or val/; expected train/<class>/*.JPEG")
-    # A class seen only in val still gets a label, so train and val labels always agree.
-    dataset.classes = [(class_id, class_id) for class_id in sorted(found)]
+    dataset = Dataset(labels.layout if labels else "imagefolder", entries={s: [] for s in places.splits},
+                      unreadable=tree.unreadable, loops=tree.loops, found=len(tree.files))
+    for split, folder in places.splits.items():
+        for class_id in tree.subfolders(folder):
+            dataset.class_dirs[(split, class_id)] = f"{folder}/{class_id}"
+    if labels is not None:
+        _require_known_classes(root, dataset, labels)
+    _sort_files(root, tree, places, labels, dataset)
+    if labels is None:  # a class seen only in val still gets a label, so train and val labels always agree
+        dataset.classes = [(cid, cid) for cid in sorted({cid for _, cid in dataset.class_dirs})]
+    else:
+        dataset.classes = labels.classes
+        _drop_flat_copies(dataset, places.splits.get("val"))
     return dataset
 
 
-def _find_devkit_file(root: Path, devkit: Path | None, name: str) -> Path:
-    candidates = [devkit / "data", devkit] if devkit else [
-        root / "ILSVRC2012_devkit_t12" / "data", root / "ILSVRC2012_devkit_t12", root / "devkit" / "data",
-        root / "devkit", root]
-    for folder in candidates:
-        if (folder / name).is_file():
-            return folder / name
-    where = devkit if devkit else root / "ILSVRC2012_devkit_t12" / "data"
-    raise InputError(f"{where / name}: devkit file missing; unpack ILSVRC2012_devkit_t12.tar.gz under ROOT "
-                     "or pass --devkit DIR")
-
-
-def read_meta_mat(path: Path) -> dict[int, tuple[str, str]]:
-    """ILSVRC2012_ID -> (WNID, words) for the leaf synsets of the devkit's meta.mat.
-
-    Raises:
-        InputError: scipy is missing, or the file is not the devkit's meta.mat.
-    """
-    try:
-        import scipy.io
-    except ImportError:
-        raise InputError(f"{path}: reading meta.mat needs scipy; pip install 'alexnet-dali[devkit]' "
-                         "(or pip install scipy)") from None
-    try:
-        synsets = scipy.io.loadmat(str(path), squeeze_me=True)["synsets"]
-        names = synsets.dtype.names
-        ids, wnids, words = synsets["ILSVRC2012_ID"], synsets["WNID"], synsets["words"]
-    except Exception as error:  # scipy raises several types for a file that is not a MATLAB struct
-        raise InputError(f"{path}: not the devkit's meta.mat (need a 'synsets' struct with ILSVRC2012_ID, "
-                         f"WNID, words): {error}") from None
-    # meta.mat also holds the 860 inner WordNet nodes (num_children > 0); only leaves are classes.
-    children = synsets["num_children"] if "num_children" in names else [0] * len(ids)
-    table = {int(i): (str(w), str(n)) for i, w, n, c in zip(ids.ravel(), wnids.ravel(), words.ravel(),
-                                                          _ravel(children)) if int(c) == 0}
-    if not table:
-        raise InputError(f"{path}: meta.mat has no leaf synsets")
-    return table
-
-
-def _ravel(values):
-    return values.ravel() if hasattr(values, "ravel") else values
-
-
-def _read_ground_truth(path: Path) -> list[int]:
-    labels = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                if not line.strip().isdigit():
-                    raise InputError(f"{path}:{number}: expected an ILSVRC2012_ID, got {line.strip()!r}")
-                labels.append(int(line))
-    return labels
-
-
-def _scan_devkit(root: Path, devkit: Path | None) -> Dataset:
-    ground_truth = _read_ground_truth(_find_devkit_file(root, devkit, GROUND_TRUTH))
-    meta_path = _find_devkit_file(root, devkit, META)
-    meta = read_meta_mat(meta_path)
-    dataset = Dataset("devkit", sorted(meta.values()), {})
-    known = {wnid for wnid, _ in meta.values()}
-    if (root / "train").is_dir():
-        extra = _scan_class_folders(root, Path("train"), "train", dataset) - known
-        if extra:
-            raise InputError(f"{root / 'train' / sorted(extra)[0]}: class not in {meta_path}; "
-                             "remove the folder or use --layout imagefolder")
-    if not (root / "val").is_dir():
-        raise InputError(f"{root / 'val'}: no such folder; the devkit layout needs the flat val/ folder")
-    dataset.entries["val"] = []
-    for name in _visible_files(root / "val"):
-        match, rel = VAL_NAME.match(name), f"val/{name}"
-        number = int(match.group(1)) if match else 0
-        if not match or not 1 <= number <= len(ground_truth):
-            dataset.unlabelled.append((rel, f"no label in {GROUND_TRUTH}"))
-        elif ground_truth[number - 1] not in meta:
-            raise InputError(f"{GROUND_TRUTH}:{number}: ILSVRC2012_ID {ground_truth[number - 1]} "
-                             f"is not a class in {meta_path}")
+def _sort_files(root: Path, tree: Tree, places: Places, labels: ValLabels | None, dataset: Dataset) -> None:
+    """Give each file of the tree its one fate (see the module docstring)."""
+    used = {path.resolve() for path in labels.files} if labels else set()
+    prefixes = [(split, folder + "/") for split, folder in places.splits.items()]
+    tests = tuple(folder + "/" for folder in places.tests)
+    for rel in tree.files:
+        split = next(((s, p) for s, p in prefixes if rel.startswith(p)), None)
+        if rel in tree.special:
+            dataset.ignored.append((rel, "not a regular file (socket, fifo or device)"))
+        elif is_hidden(rel):
+            dataset.ignored.append((rel, "hidden file"))
+        elif split is not None:
+            _split_file(root, rel, split[0], rel[len(split[1]):], labels, dataset)
+        elif rel.startswith(tests):
+            dataset.ignored.append((rel, "test split (no labels)"))
+        elif (root / rel).resolve() in used:
+            dataset.ignored.append((rel, "label file (read for the classes and val labels)"))
         else:
-            dataset.entries["val"].append((rel, meta[ground_truth[number - 1]][0]))
-    return dataset
+            dataset.ignored.append((rel, _why_else(rel, places)))
 
 
-def _scan_kaggle(root: Path) -> Dataset:
-    mapping, solution = root / KAGGLE_SYNSETS, root / KAGGLE_SOLUTION
-    for path in (mapping, solution):
-        if not path.is_file():
-            raise InputError(f"{path}: missing; the Kaggle layout needs {KAGGLE_SYNSETS} and {KAGGLE_SOLUTION} "
-                             "beside ILSVRC/")
-    names = {}
-    with open(mapping, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                wnid, _, words = line.strip().partition(" ")
-                names[wnid] = words or wnid
-    dataset = Dataset("kaggle", sorted(names.items()), {})
-    if (root / KAGGLE_DATA / "train").is_dir():
-        extra = _scan_class_folders(root, KAGGLE_DATA / "train", "train", dataset) - set(names)
-        if extra:
-            raise InputError(f"{root / KAGGLE_DATA / 'train' / sorted(extra)[0]}: class not in {mapping}")
-    labels = {}
-    with open(solution, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if number == 1 or not row:
-                continue  # the header: ImageId,PredictionString
-            wnid = row[1].split()[0] if len(row) > 1 and row[1].split() else ""
-            if wnid not in names:
-                raise InputError(f"{solution}:{number}: class {wnid!r} is not in {mapping}")
-            labels[row[0]] = wnid
-    dataset.entries["val"] = []
-    for name in _visible_files(root / KAGGLE_DATA / "val"):
-        rel = (KAGGLE_DATA / "val" / name).as_posix()
-        if Path(name).stem in labels:
-            dataset.entries["val"].append((rel, labels[Path(name).stem]))
+def _why_else(rel: str, places: Places) -> str:
+    """Why a file outside the splits is ignored."""
+    parts = rel.split("/")
+    if any(part in DEVKIT_FOLDERS for part in parts[:-1]):
+        return "devkit file (not used)"
+    if parts[-1].startswith("LOC_"):
+        return "Kaggle file (not used)"
+    if places.ilsvrc is not None:
+        below = rel[len(places.ilsvrc) + 1:] if places.ilsvrc else rel
+        inside = rel.startswith(places.ilsvrc + "/") or not places.ilsvrc
+        if inside and below.startswith(("Annotations/", "ImageSets/")):
+            return ("bounding boxes (not used)" if below.startswith("Annotations/") else
+                    "image-set list (not used)")
+    if is_archive(rel):
+        return "archive (not unpacked)"
+    folders = " and ".join(f"{folder}/" for folder in places.splits.values()) or "train/ and val/"
+    return f"outside {folders} ({'an image' if has_image_name(rel) else 'not an image'})"
+
+
+def _split_file(root: Path, rel: str, split: str, inside: str, labels: ValLabels | None, dataset: Dataset) -> None:
+    """A file under a split's folder: in a class folder (`<class>/...`) or directly in the split's folder."""
+    class_id, _, rest = inside.partition("/")
+    labelled = labels is not None and split == "val"
+    if rest:
+        said = labels.by_image.get(image_id(rel)) if labelled else None
+        if said is not None and said[0] != class_id:
+            raise InputError(f"{root / rel}: in class folder {class_id}, but {said[1]} says {said[0]}; move it to "
+                             f"{said[0]}/ or restore it to the flat folder (the two must agree)")
+        dataset.entries[split].append((rel, class_id))
+    elif labelled and image_id(rel) in labels.by_image:
+        dataset.entries[split].append((rel, labels.by_image[image_id(rel)][0]))
+    elif is_archive(rel):
+        dataset.ignored.append((rel, "archive (not unpacked: a class tar? unpack it into its class folder)"))
+    elif not has_image_name(rel):
+        dataset.ignored.append((rel, "not an image (not inside a class folder)"))
+    elif labelled:
+        dataset.rejected.append((rel, f"no label in {labels.source}"))
+    else:
+        dataset.rejected.append((rel, "not inside a class folder"))
+
+
+def _require_known_classes(root: Path, dataset: Dataset, labels: ValLabels) -> None:
+    known = {class_id for class_id, _ in labels.classes}
+    for (_, class_id), folder in sorted(dataset.class_dirs.items()):
+        if class_id not in known:
+            raise InputError(f"{root / folder}: {class_id!r} is not a class in {labels.files[-1]}; remove the "
+                             "folder or use --layout imagefolder")
+
+
+def _drop_flat_copies(dataset: Dataset, val: str | None) -> None:
+    """A validation image both flat and sorted (valprep copied instead of moving): list the sorted copy only."""
+    if val is None:
+        return
+    flat = {rel for rel, _ in dataset.entries["val"] if "/" not in rel[len(val) + 1:]}
+    sorted_copies = {image_id(rel): rel for rel, _ in dataset.entries["val"] if rel not in flat}
+    kept = []
+    for rel, class_id in dataset.entries["val"]:
+        copy = sorted_copies.get(image_id(rel)) if rel in flat else None
+        if copy is None:
+            kept.append((rel, class_id))
         else:
-            dataset.unlabelled.append((rel, f"no row in {KAGGLE_SOLUTION}"))
-    return dataset
+            dataset.ignored.append((rel, f"duplicate (a sorted copy, {copy}, is listed)"))
+    dataset.entries["val"] = kept

@@ -41,6 +41,25 @@ def write_rejected(out: Path, rejected: list[tuple[str, str]]) -> Path:
     return path
 
 
+def write_ignored(out: Path, ignored: list[tuple[str, str]]) -> Path:
+    """ignored.tsv: `path<TAB>reason` for each file that is not part of the data set, paths relative to ROOT."""
+    path = out / "ignored.tsv"
+    write_text(path, (f"{_one_field(rel)}\t{_one_field(reason)}" for rel, reason in ignored))
+    return path
+
+
+def account(found: int, listed: int, repaired: int, rejected: int, ignored: int) -> dict[str, int]:
+    """Where the files under ROOT went: each in exactly one place.
+
+    Raises:
+        RuntimeError: the places do not add up to the files found (a bug of prepare, not of the tree).
+    """
+    files = {"found": found, "listed": listed, "repaired": repaired, "rejected": rejected, "ignored": ignored}
+    if listed + repaired + rejected + ignored != found:
+        raise RuntimeError(f"prepare lost count of files: {files}; please report this")
+    return files
+
+
 def write_lists(out: Path, listed: list[Listed], classes: list[tuple[str, str]], splits: Iterable[str]) -> list[Path]:
     """train.txt / val.txt (`<path> <label>`) for each split that has images, and classes.tsv.
 
@@ -68,7 +87,8 @@ def _stats(values: list[int]) -> dict:
 
 
 def summarize(listed: list[Listed], classes: list[tuple[str, str]], repaired: list[tuple[str, str, str]],
-              rejected: list[tuple[str, str]], settings: dict, timing: dict) -> dict:
+              rejected: list[tuple[str, str]], settings: dict, timing: dict, ignored: list[tuple[str, str]],
+              files: dict[str, int], empty_class_folders: list[str]) -> dict:
     """The content of summary.json.
 
     Args:
@@ -76,6 +96,9 @@ def summarize(listed: list[Listed], classes: list[tuple[str, str]], repaired: li
         classes: (class id, name) in label order.
         repaired: (path relative to ROOT, why, path of the re-encoded copy).
         rejected: (path relative to ROOT, why).
+        ignored: (path relative to ROOT, why) of the files that are not part of the data set.
+        files: the account of every file under ROOT (`account`).
+        empty_class_folders: class folders that gave their class no image.
         settings: the run's options (root, layout, check, ...), copied as they are.
         timing: seconds per stage and the header/decode check's files/s.
 
@@ -100,6 +123,9 @@ def summarize(listed: list[Listed], classes: list[tuple[str, str]], repaired: li
         "repaired": {"count": len(repaired), "by_reason": dict(Counter(why for _, why, _ in repaired)),
                      "files": [{"path": rel, "reason": why, "copy": copy} for rel, why, copy in repaired]},
         "rejected": {"count": len(rejected), "by_reason": dict(Counter(_reason_kind(why) for _, why in rejected))},
+        "ignored": {"count": len(ignored), "by_reason": dict(Counter(why.split(" (")[0] for _, why in ignored))},
+        "files": files,
+        "empty_class_folders": empty_class_folders,
         "timing": timing,
     }
 

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -14,14 +13,16 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
-from tools.prepare.layouts import SPLITS, detect_layout, scan
+from tools.prepare.layouts import SPLITS, Dataset, scan
+from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
-from tools.prepare.report import Listed, summarize, write_lists, write_rejected, write_summary
+from tools.prepare.report import (Listed, account, summarize, write_ignored, write_lists, write_rejected,
+                                  write_summary)
+from tools.prepare.tree import has_image_name
 from pipeline.processes import usable_cpus
 from tools.shared.jobs import run_jobs
 
 JPEG_SUFFIXES = (".jpeg", ".jpg")
-RESIZE_MARKER = ".prepare-resize.json"
 # Fewer files than this are checked in this process: a header check takes ~0.1 ms, less than a pool's start.
 POOL_FROM_FILES = 64
 
@@ -43,6 +44,7 @@ class PrepareOptions:
     workers: int | None = None
     min_side: int = DEFAULT_MIN_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    skip_empty_classes: bool = False
 
 
 def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[str, str]]]:
@@ -66,22 +68,6 @@ def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[s
 def _output_name(rel: str, status: str) -> str:
     """Where a re-encoded image goes, relative to its new root: a non-JPEG name gets `.JPEG` added."""
     return rel if status == "ok" or rel.lower().endswith(JPEG_SUFFIXES) else rel + ".JPEG"
-
-
-def _check_resize_settings(options: PrepareOptions) -> None:
-    """Refuse to mix images of two different --resize/--quality runs in one resized tree."""
-    resized_root = options.resized_root.resolve()
-    if resized_root == options.root.resolve() or options.root.resolve() in resized_root.parents:
-        raise InputError(f"{options.resized_root}: --resized-root must be outside ROOT ({options.root})")
-    _make_folder(resized_root, "--resized-root")
-    marker, settings = resized_root / RESIZE_MARKER, {"resize": options.resize, "quality": options.quality}
-    if marker.is_file() and marker.read_text() != json.dumps(settings):
-        raise InputError(f"{options.resized_root}: holds images written with {marker.read_text().strip()}; "
-                         f"use a new --resized-root for {settings}")
-    try:
-        marker.write_text(json.dumps(settings))
-    except OSError as error:
-        raise InputError(f"{marker}: cannot write ({error.strerror or error}); free some space") from None
 
 
 def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, list, dict]:
@@ -120,15 +106,20 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
                             "kept": outcomes["kept"]}
 
 
-def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list, list, list, dict]:
-    """Sort checked files into listed as they are, to re-encode, and rejected.
+def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list, list, list, list, dict]:
+    """Sort checked files into listed as they are, to re-encode, rejected, and ignored (not images at all).
 
     Returns:
-        (listed, todo, rejected, fixable): listed rows are (index, Listed), todo rows as _convert takes
-        them, rejected rows (index, rel, reason), fixable maps rel -> why it needs re-encoding.
+        (listed, todo, rejected, ignored, fixable): listed rows are (index, Listed), todo rows as _convert
+        takes them, rejected and ignored rows (index, rel, reason), fixable maps rel -> why it needs
+        re-encoding.
     """
-    listed, todo, rejected, fixable = [], [], [], {}
+    listed, todo, rejected, ignored, fixable = [], [], [], [], {}
     for index, ((split, rel, cid), (status, reason, width, height)) in enumerate(zip(items, verdicts)):
+        if status == "reject" and not has_image_name(rel):  # README.txt in a class folder: not a bad image
+            why = reason if reason.startswith("not an image") else f"not an image ({reason})"
+            ignored.append((index, rel, why))
+            continue
         if status == "reject" or (status == "fix" and options.on_bad == "reject"):
             rejected.append((index, rel, reason))
             continue
@@ -138,7 +129,15 @@ def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list,
             todo.append((index, split, rel, cid, status, width, height))
         else:
             listed.append((index, (split, rel, cid, width, height)))
-    return listed, todo, rejected, fixable
+    return listed, todo, rejected, ignored, fixable
+
+
+def _check_all(options: PrepareOptions, items: list, workers: int) -> list:
+    """The verdict of every file (tools.prepare.check), on `workers` processes."""
+    paths = [str(options.root / rel) for _, rel, _ in items]
+    return run_jobs(partial(check_file, check=options.check, min_side=options.min_side,
+                            max_pixels=options.max_pixels),
+                    paths, _pool_size(workers, paths), f"check ({options.check})", name="prepare")
 
 
 def prepare(options: PrepareOptions) -> dict:
@@ -151,31 +150,73 @@ def prepare(options: PrepareOptions) -> dict:
         The summary written to summary.json, plus "written": the files written.
 
     Raises:
-        InputError: no such folder, unknown layout, a devkit file missing, no images, a class folder
-            with no valid image, a full disk while writing images.
+        InputError: no such folder, an output inside ROOT or not writable, unknown layout, label files
+            missing, no images, a class folder with no valid image (unless skip_empty_classes), a full disk.
     """
+    if not options.root.is_dir():
+        raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
+    options = replace(options, repair_dir=options.repair_dir or options.out / "repaired")
+    repairs = options.on_bad == "repair" and options.resize is None
+    new_repair_dir = repairs and not options.repair_dir.exists()
+    check_outputs(options.root, options.out, options.repair_dir, options.resized_root, options.resize,
+                  options.quality, repairs)
+    try:
+        return _run(options)
+    finally:
+        if new_repair_dir and options.repair_dir.is_dir() and not any(options.repair_dir.iterdir()):
+            options.repair_dir.rmdir()  # made for the writability check; nothing needed repair
+
+
+def _run(options: PrepareOptions) -> dict:
+    """prepare() once its outputs are known to be writable."""
     root, out = options.root, options.out
-    if not root.is_dir():
-        raise InputError(f"{root}: no such folder; give the folder that holds train/ and val/")
-    options = replace(options, repair_dir=options.repair_dir or out / "repaired")
-    _make_folder(out, "--out")
-    if options.resized_root is not None:
-        _check_resize_settings(options)
     workers = options.workers or usable_cpus()
     start = time.perf_counter()
-    layout = detect_layout(root) if options.layout == "auto" else options.layout
-    dataset = scan(root, layout, options.devkit)
+    dataset = scan(root, options.layout, options.devkit)
     items = [(split, rel, cid) for split in SPLITS for rel, cid in dataset.entries.get(split, [])]
     items, bad_names = _usable_names(items)
     if not items:
-        raise InputError(f"{root}: no images found in the {layout} layout (see docs/prepare.md for the layouts)")
-    scan_s, start = time.perf_counter() - start, time.perf_counter()
-    paths = [str(root / rel) for _, rel, _ in items]
-    verdicts = run_jobs(partial(check_file, check=options.check, min_side=options.min_side,
-                                max_pixels=options.max_pixels),
-                        paths, _pool_size(workers, paths), f"check ({options.check})", name="prepare")
+        raise InputError(f"{root}: no images found in the {dataset.layout} layout (see docs/prepare.md for the "
+                         "layouts)")
+    scan_s = time.perf_counter() - start
+    present = {(split, class_id) for split, _, class_id in items}
+    empty = _empty_class_folders(dataset, present, dataset.rejected + bad_names, dataset.ignored)
+    if empty and not options.skip_empty_classes:  # known before the check: say so now, not minutes later
+        _write_reports(out, dataset, dataset.rejected + bad_names, dataset.ignored, empty)
+        _refuse_empty(root, out, empty)
+    rows, repaired, rejected, not_images, timing = _check_and_convert(options, items, workers)
+    rejections = dataset.rejected + bad_names + rejected
+    ignored = sorted(dataset.ignored + not_images)
+    files = account(dataset.found, len(rows) - len(repaired), len(repaired), len(rejections), len(ignored))
+    empty = _empty_class_folders(dataset, {(split, cid) for split, _, cid, _, _ in rows}, rejections, ignored)
+    settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
+    list_root = options.resized_root if options.resize else root
+    settings.update(layout=dataset.layout, lists_relative_to=str(list_root.resolve()))
+    summary = summarize(rows, dataset.classes, repaired, rejections, settings,
+                        {"scan_s": round(scan_s, 3), **timing, "workers": workers}, ignored=ignored, files=files,
+                        empty_class_folders=[folder for folder, _ in empty])
+    written = _write_reports(out, dataset, rejections, ignored, empty)
+    if empty and not options.skip_empty_classes:
+        _refuse_empty(root, out, empty)
+    try:
+        written += write_lists(out, rows, dataset.classes, SPLITS) + [write_summary(out, summary)]
+    except OSError as error:
+        raise _cannot_write(out, error) from None
+    summary["written"] = [str(path) for path in written]
+    return summary
+
+
+def _check_and_convert(options: PrepareOptions, items: list, workers: int) -> tuple[list, list, list, list, dict]:
+    """Check every candidate image and re-encode those that need it (repair, --resize).
+
+    Returns:
+        (rows, repaired, rejected, ignored, timing): the listed images (Listed, in scan order), the repaired
+        ones (path, why, copy), rejected and ignored (path, why), and the check/convert timing.
+    """
+    start = time.perf_counter()
+    verdicts = _check_all(options, items, workers)
     check_s = time.perf_counter() - start
-    listed, todo, rejected, fixable = _triage(options, items, verdicts)
+    listed, todo, rejected, not_images, fixable = _triage(options, items, verdicts)
     converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0}, []
     if todo:
         converted, failed, converted_report = _convert(options, todo, workers)
@@ -185,24 +226,10 @@ def prepare(options: PrepareOptions) -> dict:
         failed_rels = {rel for _, rel, _ in failed}
         repaired = [(rel, fixable[rel], str(base / _output_name(rel, "fix"))) for _, _, rel, *_ in todo
                     if rel in fixable and rel not in failed_rels]
-    rows = [row for _, row in sorted(listed)]
-    rejections = list(dataset.unlabelled) + bad_names + [(rel, why) for _, rel, why in sorted(rejected)]
-    timing = {"scan_s": round(scan_s, 3), "check_s": round(check_s, 3),
-              "check_files_per_s": round(len(items) / max(check_s, 1e-9)), **converted_report,
-              "workers": workers}
-    settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
-    list_root = options.resized_root if options.resize else root
-    settings.update(layout=layout, lists_relative_to=str(list_root.resolve()))
-    summary = summarize(rows, dataset.classes, repaired, rejections, settings, timing)
-    try:
-        written = [write_rejected(out, rejections)]
-        _require_every_class(root, out, dataset.class_dirs, rows)
-        written += write_lists(out, rows, dataset.classes, SPLITS) + [write_summary(out, summary)]
-    except OSError as error:
-        raise InputError(f"{out}: cannot write the lists ({error.strerror or error}); "
-                         "free some space or choose another --out") from None
-    summary["written"] = [str(path) for path in written]
-    return summary
+    timing = {"check_s": round(check_s, 3), "check_files_per_s": round(len(items) / max(check_s, 1e-9)),
+              **converted_report}
+    return ([row for _, row in sorted(listed)], repaired, [(rel, why) for _, rel, why in sorted(rejected)],
+            [(rel, why) for _, rel, why in not_images], timing)
 
 
 def _pool_size(workers: int, jobs: list) -> int:
@@ -210,18 +237,37 @@ def _pool_size(workers: int, jobs: list) -> int:
     return workers if len(jobs) >= POOL_FROM_FILES else 1
 
 
-def _make_folder(folder: Path, flag: str) -> None:
-    """Create an output folder now, so a bad --out fails before hours of work, not after."""
+def _write_reports(out: Path, dataset: Dataset, rejected: list, ignored: list, empty: list) -> list[Path]:
+    """rejected.tsv (files, unreadable folders, class folders without an image) and ignored.tsv (files, links
+    to folders already walked)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        return [write_rejected(out, rejected + dataset.unreadable + [(f"{f}/", why) for f, why in empty]),
+                write_ignored(out, ignored + dataset.loops)]
     except OSError as error:
-        raise InputError(f"{folder}: cannot create the {flag} folder ({error.strerror or error})") from None
+        raise _cannot_write(out, error) from None
 
 
-def _require_every_class(root: Path, out: Path, class_dirs: dict, listed: list[Listed]) -> None:
-    """A class folder whose every file was rejected is an error, not a silently missing class."""
-    present = {(split, class_id) for split, _, class_id, _, _ in listed}
-    for (split, class_id), folder in sorted(class_dirs.items()):
+def _cannot_write(out: Path, error: OSError) -> InputError:
+    return InputError(f"{out}: cannot write the lists ({error.strerror or error}); free some space or choose "
+                      "another --out")
+
+
+def _refuse_empty(root: Path, out: Path, empty: list) -> None:
+    more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+    raise InputError(f"{root / empty[0][0]}: no valid image in this class folder{more} (reasons in "
+                     f"{out / 'rejected.tsv'}); add images, remove the folder, or pass --skip-empty-classes to "
+                     "go on without it")
+
+
+def _empty_class_folders(dataset: Dataset, present: set, rejected: list, ignored: list) -> list:
+    """(folder, why) for each class folder that gives its class no image in its split (`present`: the (split,
+    class id) pairs that have one): an error unless skip_empty_classes, and rows in rejected.tsv either way."""
+    unreadable = {folder.rstrip("/") for folder, _ in dataset.unreadable}
+    empty = []
+    for (split, class_id), folder in sorted(dataset.class_dirs.items()):
         if (split, class_id) not in present:
-            raise InputError(f"{root / folder}: no valid image in this class folder (reasons in "
-                             f"{out / 'rejected.tsv'}); add images or remove the folder")
+            inside = [sum(rel.startswith(folder + "/") for rel, _ in rows) for rows in (rejected, ignored)]
+            what = ("it could not be read" if folder in unreadable else
+                    f"{inside[0]} rejected, {inside[1]} ignored files" if any(inside) else "empty folder")
+            empty.append((folder, f"no valid image in this class folder ({what})"))
+    return empty

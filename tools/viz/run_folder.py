@@ -5,6 +5,7 @@ from pathlib import Path
 
 from model.checkpoint import BEST_NAME, CHECKPOINT_NAME
 from pipeline.errors import InputError
+from pipeline.writable import writable_file
 
 CHECKPOINT_NAMES = (BEST_NAME, CHECKPOINT_NAME)
 
@@ -26,4 +27,5 @@ def run_folder(run: Path) -> Path:
 
 
 def default_out(run: Path, out: Path | None, name: str) -> Path:
-    return Path(out) if out else run_folder(run) / "pictures" / name
+    """--out, or RUNDIR/pictures/NAME; proved writable before the picture is drawn."""
+    return writable_file(Path(out) if out else run_folder(run) / "pictures" / name, "--out")
