@@ -7,20 +7,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.errors import InputError
 from tools import demo
 from tools.demo_run.run import DEMO_RECIPE, training_args
-from tools.shared.stages import parse_evaluation
-
-
-def test_parse_evaluation_reads_both_views():
-    output = ("loading...\nruns/x.pth.tar (centre, 100 images): loss 1.2345  top-1 error 31.00 %  top-5 error 2.00 %\n"
-              "runs/x.pth.tar (10-crop, 100 images): loss 1.1000  top-1 error 28.00 %  top-5 error 1.00 %\n")
-    result = parse_evaluation(output, "demo.log")
-    assert result == {"centre": {"images": 100, "loss": 1.2345, "top1_err": 31.0, "top5_err": 2.0},
-                      "10-crop": {"images": 100, "loss": 1.1, "top1_err": 28.0, "top5_err": 1.0}}
-    with pytest.raises(InputError, match="no 'centre' result"):
-        parse_evaluation("nothing here\n", "demo.log")
 
 
 def test_training_args_carry_the_recipe():

@@ -1,13 +1,103 @@
-"""tools/shared/stages.py: a stage's failure in one line, and its time limit (the stage and what it started)."""
+"""tools/shared/stages.py: the result lines it parses, a failing stage in one line (exit status, signal, time
+limit; the stage and what it started killed at the limit), and what a Ctrl-C or a SIGTERM does to a stage (real
+processes: the stage runner in one, its child in another)."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 
-from tools.shared.stages import StageFailed, Stages, exit_words
+from pipeline.errors import InputError
+from tools.shared.stages import StageFailed, Stages, StageStopped, exit_words, parse_evaluation
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A child that, like model.train, answers SIGINT/SIGTERM by finishing its work ("saving") and exiting 0.
+CHILD = textwrap.dedent("""
+    import signal, sys, time
+    def stop(signum, frame):
+        time.sleep(0.3)
+        print("child: signal", signum, "- saved", flush=True)
+        sys.exit(0)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+# The stage runner, as a command runs it: one stage, an InputError printed as the one line a CLI prints.
+RUNNER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from pipeline.errors import InputError
+    from tools.shared.stages import Stages
+    stages = Stages(Path(sys.argv[1]), "test", hint="run it again")
+    timeout = float(sys.argv[3]) if sys.argv[3] != "none" else None
+    try:
+        stages.run("child", [sys.executable, "-c", sys.argv[2]], "child", timeout=timeout)
+    except InputError as error:
+        print("Error:", error, file=sys.stderr)
+        sys.exit(1)
+""")
+
+
+def test_parse_evaluation_reads_both_views():
+    output = ("loading...\nruns/x.pth.tar (centre, 100 images): loss 1.2345  top-1 error 31.00 %  top-5 error 2.00 %\n"
+              "runs/x.pth.tar (10-crop, 100 images): loss 1.1000  top-1 error 28.00 %  top-5 error 1.00 %\n")
+    result = parse_evaluation(output, "x.log")
+    assert result == {"centre": {"images": 100, "loss": 1.2345, "top1_err": 31.0, "top5_err": 2.0},
+                      "10-crop": {"images": 100, "loss": 1.1, "top1_err": 28.0, "top5_err": 1.0}}
+    with pytest.raises(InputError, match="no 'centre' result line; see x.log"):
+        parse_evaluation("nothing here\n", "x.log")
+
+
+def test_a_failing_stage_is_one_line_with_its_last_words(tmp_path):
+    stages = Stages(tmp_path / "s.log", "demo", hint="fix it, then run again")
+    argv = [sys.executable, "-c", "print('working'); print('Error: no such file'); raise SystemExit(3)"]
+    with pytest.raises(StageFailed) as error:
+        stages.run("data", argv, "make data")
+    stages.close()
+    assert str(error.value) == (f"demo stage 'data' failed (exit 3): Error: no such file; see {tmp_path / 's.log'}; "
+                                "fix it, then run again")
+    log = (tmp_path / "s.log").read_text()
+    assert "== data: " in log and "working\nError: no such file\n" in log
+    again = Stages(tmp_path / "s.log", "demo", append=True)
+    assert again.run("echo", [sys.executable, "-c", "print('hi')"], "echo") == "hi\n"
+    again.close()
+    assert (tmp_path / "s.log").read_text().startswith(log)  # appended, the earlier run's log kept
+
+
+def start_runner(tmp_path: Path, timeout: str) -> subprocess.Popen:
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "s.log"), CHILD, timeout], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in runner.stderr:  # streamed: the child's output arrives as it prints
+        if line.strip() == "ready":
+            return runner
+    raise AssertionError("the child never started")
+
+
+# "none": the child shares the runner's process group; "60": a time limit puts it in a group of its own
+# (selftest's stages), which a terminal's Ctrl-C does not reach: the runner passes it on.
+@pytest.mark.parametrize("timeout", ["none", "60"])
+@pytest.mark.parametrize("how", ["SIGTERM to the runner", "Ctrl-C"])
+def test_an_interrupted_stage_waits_for_its_child_then_says_so(tmp_path, how, timeout):
+    runner = start_runner(tmp_path, timeout)
+    if how == "Ctrl-C":  # a terminal sends SIGINT to the whole foreground process group
+        os.killpg(runner.pid, signal.SIGINT)
+        number, name = signal.SIGINT, "Ctrl-C"
+    else:  # to the runner alone: it passes it on
+        runner.send_signal(signal.SIGTERM)
+        number, name = signal.SIGTERM, "SIGTERM"
+    rest = runner.stderr.read()
+    assert runner.wait(timeout=60) == 1
+    assert f"child: signal {int(number)} - saved" in rest  # the runner waited for the child to finish
+    assert rest.strip().splitlines()[-1] == (f"Error: test stage 'child' stopped by {name}; see {tmp_path / 's.log'}; "
+                                             "run it again")
 
 
 def test_output_is_returned_and_logged(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from model.checkpoint import CHECKPOINT_NAME
 from pipeline.errors import InputError
-from tools.shared.stages import Stages, parse_evaluation
+from tools.shared.stages import Stages, parse_evaluation, pick_device
 
 # The demo's recipe (docs/demo.md has the measurements behind it). The network is the paper's `alexnet`
 # (towers, LRN, dropout, 224 crops, the paper's SGD with momentum 0.9 and weight decay 5e-4); what differs
@@ -20,15 +20,6 @@ DEMO_RECIPE = {
     "classes": 10, "train_per_class": 60, "val_per_class": 10, "epochs": 12, "batch_size": 32, "lr": 0.01,
     "momentum": 0.9, "normalize": "meanstd", "init": "kaiming", "schedule": "step", "step_size": 9,
 }
-
-
-def pick_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def training_args(recipe: dict, root: Path, lists: Path, pca: Path, run: Path, device: str, workers: int,
@@ -83,7 +74,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
                                "--out", run, "-a", "alexnet", "-e", "--resume", checkpoint, "--ten-crop",
                                "--normalize", recipe["normalize"], "--device", device, "--workers", workers,
                                "-b", recipe["batch_size"])
-        results = parse_evaluation(output, str(stages.log.name))
+        results = parse_evaluation(output, stages.log.name)
         summary = {"device": device, "recipe": recipe, "evaluation": results,
                    "stage_seconds": {k: round(v, 1) for k, v in stages.times.items()}}
         numbers = {f"{view} top-1 accuracy (%)": round(100 - r["top1_err"], 2) for view, r in results.items()}

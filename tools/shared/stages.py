@@ -1,13 +1,19 @@
-"""Commands run as a user would type them, one process each: echoed, streamed, logged, timed (demo, selftest).
+"""Commands run as a user would type them, one process each: echoed, streamed, logged, timed (demo, ablate,
+selftest).
 
     stages = Stages(out / "demo.log", "demo")
     stages.tool("prepare", "prepare", data, "--out", lists)            # imagenet-tools prepare ...
     stages.module("train", "model.train", "--root", root, ...)          # python -m model.train ...
     stages.module("pca", "tools.checkup.stage", "pca", timeout=120)     # killed (with its children) at 120 s
 
-A failure is one line (InputError; StageFailed says why: exit status, signal or time limit). With a time
-limit the child runs in its own process group, so that everything it started (DALI threads, worker pools,
-DDP ranks) goes with it when the limit is reached; Ctrl-C is then passed on to that group.
+A failure is one line: StageFailed says why (exit status, signal or time limit) and gives the stage's last
+words. With a time limit the child runs in its own process group, so that everything it started (DALI
+threads, worker pools, DDP ranks) goes with it when the limit is reached.
+
+A Ctrl-C reaches the child too (a terminal signals the whole foreground group; a child in a group of its own
+is sent it): `model.train` then finishes its step and writes a checkpoint, so the stage waits for the child
+before it reports StageStopped. A SIGTERM sent to this process alone is passed on to the child in the same
+way. A second Ctrl-C stops waiting.
 """
 from __future__ import annotations
 
@@ -37,6 +43,10 @@ class StageFailed(InputError):
         self.returncode, self.timed_out, self.last_line = returncode, timed_out, last_line
 
 
+class StageStopped(InputError):
+    """A stage interrupted by the user (Ctrl-C) or by a SIGTERM to this process; the child was waited for."""
+
+
 def exit_words(returncode: int) -> str:
     """"exit 2", or "killed by SIGSEGV" for a negative status."""
     if returncode >= 0:
@@ -51,14 +61,17 @@ class Stages:
     """Runs stages as subprocesses: echoes each command, tees its output to `log`, times it.
 
     Args:
-        log: the log file (replaced); None writes only to stderr.
+        log: the log file; None writes only to stderr.
         label: names the stages in errors ("demo stage 'train' failed ...").
         echo: also stream the commands and their output to stderr (False: the log only).
+        hint: appended to the error of a failed or stopped stage (what to do next), if any.
+        append: keep what an earlier run wrote into `log` (else it is replaced).
     """
 
-    def __init__(self, log: Path | None, label: str, echo: bool = True) -> None:
-        self.log = open(log, "w", encoding="utf-8") if log is not None else None
-        self.label, self.echo = label, echo
+    def __init__(self, log: Path | None, label: str, echo: bool = True, hint: str = "",
+                 append: bool = False) -> None:
+        self.log = open(log, "a" if append else "w", encoding="utf-8") if log is not None else None
+        self.label, self.echo, self.hint = label, echo, hint
         self.times: dict[str, float] = {}
 
     def _write(self, text: str) -> None:
@@ -75,45 +88,64 @@ class Stages:
 
         Raises:
             StageFailed: the command exited non-zero, was killed, or reached `timeout`.
+            StageStopped: Ctrl-C or a SIGTERM to this process; the child was passed it and waited for.
         """
         self._write(f"\n== {name}: {shown}\n")
         start = time.monotonic()
-        # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                   env=env, errors="replace", start_new_session=timeout is not None)
-        expired = threading.Event()
-        timer = None
-        if timeout is not None:
-            timer = threading.Timer(max(timeout, 0.0), _kill_group, (process, expired))
-            timer.start()
-        lines = []
-        try:
-            for line in process.stdout:  # stream: training prints progress as it goes
-                self._write(line)
-                lines.append(line)
-            process.wait()
-        except KeyboardInterrupt:
-            if timeout is not None:  # its own group did not see the Ctrl-C: pass it on
-                os.killpg(process.pid, signal.SIGINT)
-            process.wait()
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
+        returncode, lines, timed_out, stopped = self._execute(argv, timeout)
         self.times[name] = time.monotonic() - start
         if self.log is not None:
             self.log.flush()
-        if process.returncode != 0 or expired.is_set():
-            raise self._failure(name, process.returncode, expired.is_set(), timeout, lines)
+        where = f"; see {self.log.name}" if self.log is not None else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        if stopped:
+            raise StageStopped(f"{self.label} stage '{name}' stopped by {stopped}{where}{hint}")
+        if returncode != 0 or timed_out:
+            last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+            what = f"killed at its {timeout:.0f} s time limit" if timed_out else f"failed ({exit_words(returncode)})"
+            raise StageFailed(f"{self.label} stage '{name}' {what}: {last}{where}{hint}", returncode, timed_out, last)
         return "".join(lines)
 
-    def _failure(self, name: str, returncode: int, timed_out: bool, timeout: float | None,
-                 lines: list[str]) -> StageFailed:
-        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-        where = f"; see {self.log.name}" if self.log is not None else ""
-        what = f"killed at its {timeout:.0f} s time limit" if timed_out else f"failed ({exit_words(returncode)})"
-        return StageFailed(f"{self.label} stage '{name}' {what}: {last}{where}", returncode, timed_out, last)
+    def _execute(self, argv: list[str], timeout: float | None) -> tuple[int, list[str], bool, str | None]:
+        """Run `argv`, streaming its output; (exit status, output lines, timed out, "Ctrl-C"/"SIGTERM"/None)."""
+        # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        own_group = timeout is not None
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                   env=env, errors="replace", start_new_session=own_group)
+        expired = threading.Event()
+        timer = None
+        if own_group:
+            timer = threading.Timer(max(timeout, 0.0), _kill_group, (process, expired))
+            timer.start()
+        lines: list[str] = []
+        signalled: list[str] = []
+        previous = _forward_sigterm(process, signalled)
+        try:
+            try:
+                for line in process.stdout:  # stream: training prints progress as it goes
+                    self._write(line)
+                    lines.append(line)
+            except KeyboardInterrupt:  # let the child write its checkpoint, then say so
+                signalled.insert(0, "Ctrl-C")
+                if own_group:  # its own group did not see the Ctrl-C: pass it on
+                    _signal_group(process, signal.SIGINT)
+                try:
+                    for line in process.stdout:
+                        self._write(line)
+                        lines.append(line)
+                except KeyboardInterrupt:  # a second one: stop waiting
+                    if own_group:
+                        _signal_group(process, signal.SIGKILL)
+                    else:
+                        process.kill()
+            process.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return process.returncode, lines, expired.is_set(), signalled[0] if signalled else None
 
     def tool(self, name: str, *args: object, timeout: float | None = None) -> str:
         """An `imagenet-tools` subcommand, run as `python -m tools.cli ...` with this interpreter."""
@@ -132,13 +164,32 @@ class Stages:
             self.log.close()
 
 
+def _signal_group(process: subprocess.Popen, number: int) -> None:
+    try:
+        os.killpg(process.pid, number)
+    except ProcessLookupError:  # ended just now
+        pass
+
+
 def _kill_group(process: subprocess.Popen, expired: threading.Event) -> None:
     """The time limit: SIGKILL to the child's process group (it and everything it started)."""
     expired.set()
+    _signal_group(process, signal.SIGKILL)
+
+
+def _forward_sigterm(process: subprocess.Popen, signalled: list[str]):
+    """While `process` runs, a SIGTERM to this process is sent on to it (once) and noted in `signalled`.
+    Returns the handler to restore, or None outside the main thread (no handlers there)."""
+
+    def forward(signum, frame):
+        if not signalled:
+            signalled.append("SIGTERM")
+            process.send_signal(signal.SIGTERM)
+
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:  # ended just now
-        pass
+        return signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread
+        return None
 
 
 def parse_evaluation(output: str, log: str) -> dict[str, dict[str, float]]:
@@ -153,3 +204,12 @@ def parse_evaluation(output: str, log: str) -> dict[str, dict[str, float]]:
     if "centre" not in results:
         raise InputError(f"the evaluation printed no 'centre' result line; see {log}")
     return results
+
+
+def pick_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
