@@ -45,7 +45,7 @@ class FakeStages(Stages):
     fail: set = set()
     refuse: set = set()  # variants whose model.train exits 1 at once, writing nothing (a bad flag)
 
-    def execute(self, argv: list[str]) -> tuple[int, list[str], None]:
+    def execute(self, argv: list[str], timeout: float | None = None) -> tuple[int, list[str], bool, None]:
         args = argv[3:]  # python -m model.train ...
         folder = Path(option(args, "--out"))
         variant = folder.name
@@ -53,10 +53,11 @@ class FakeStages(Stages):
         if "-e" in args:
             c1, c5, t1, t5 = ERRORS[variant]
             ckpt = option(args, "--resume")
-            return 0, [f"{ckpt} (centre, 30 images): loss 1.5000  top-1 error {c1:.2f} %  top-5 error {c5:.2f} %\n",
-                       f"{ckpt} (10-crop, 30 images): loss 1.4000  top-1 error {t1:.2f} %  top-5 error {t5:.2f} %\n"], None
+            lines = [f"{ckpt} (centre, 30 images): loss 1.5000  top-1 error {c1:.2f} %  top-5 error {c5:.2f} %\n",
+                     f"{ckpt} (10-crop, 30 images): loss 1.4000  top-1 error {t1:.2f} %  top-5 error {t5:.2f} %\n"]
+            return 0, lines, False, None
         if variant in self.refuse:
-            return 1, ["Error: --normalize image needs a pca.json with a mean image\n"], None
+            return 1, ["Error: --normalize image needs a pca.json with a mean image\n"], False, None
         epochs = self.short.get(variant, int(option(args, "--epochs")))
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({"epoch": epochs, "epoch_step": 0, "step": 3 * epochs, "arch": "alexnet", "state_dict": {}},
@@ -65,8 +66,8 @@ class FakeStages(Stages):
             metrics.write(json.dumps({"epoch": epochs - 1, "train_top1_err": 20.0 + epochs, "train_top5_err": 1.0})
                           + "\n")
         if variant in self.fail:
-            return 1, ["epoch 0: ...\n", "Error: out of memory\n"], None
-        return 0, ["epoch line\n"], None
+            return 1, ["epoch 0: ...\n", "Error: out of memory\n"], False, None
+        return 0, ["epoch line\n"], False, None
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ def write_metrics(run: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(tmp_path_factory) -> Iterator[Path]:
     """A fake run: metrics.jsonl and a checkpoint of an untrained 3-class AlexNet."""
     run = tmp_path_factory.mktemp("run")
     write_metrics(run)
@@ -43,7 +45,8 @@ def run_dir(tmp_path_factory) -> Path:
     state = {"epoch": 4, "arch": "alexnet", "num_classes": len(CLASSES), "state_dict": model.state_dict(),
              "best_acc1": 60.0}
     torch.save(state, run / "checkpoint.pth.tar")
-    return run
+    yield run
+    shutil.rmtree(run)  # the whole net's weights (0.24 GB): not kept to the session's end
 
 
 @pytest.fixture(scope="module")

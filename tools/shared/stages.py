@@ -92,7 +92,7 @@ class Stages:
         """
         self._write(f"\n== {name}: {shown}\n")
         start = time.monotonic()
-        returncode, lines, timed_out, stopped = self._execute(argv, timeout)
+        returncode, lines, timed_out, stopped = self.execute(argv, timeout)
         self.times[name] = time.monotonic() - start
         if self.log is not None:
             self.log.flush()
@@ -106,7 +106,7 @@ class Stages:
             raise StageFailed(f"{self.label} stage '{name}' {what}: {last}{where}{hint}", returncode, timed_out, last)
         return "".join(lines)
 
-    def _execute(self, argv: list[str], timeout: float | None) -> tuple[int, list[str], bool, str | None]:
+    def execute(self, argv: list[str], timeout: float | None = None) -> tuple[int, list[str], bool, str | None]:
         """Run `argv`, streaming its output; (exit status, output lines, timed out, "Ctrl-C"/"SIGTERM"/None)."""
         # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
