@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -219,42 +222,54 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
 
 
-@pytest.mark.slow
-def test_torchrun_ddp_trains_and_validates_each_image_once(tmp_path):
-    """9 training images in batches of 1: shards of 4 and 5 batches; both ranks must stop after 4 steps
-    (a 5th step on one rank would wait forever in DDP's all-reduce)."""
-    root = tmp_path / "tree"
+@dataclass(frozen=True)
+class DdpRun:
+    """A generated tree, the flags of a 2-rank torchrun run on it, and one uninterrupted run (`whole`)."""
+    common: list[str]
+    whole: Path
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Iterator[DdpRun]:
+    """9 training images in batches of 1 per rank: shards of 4 and 5, so 4 steps an epoch; dropout on. One
+    uninterrupted epoch, shared by the two tests below (the evaluation and the stop-and-resume)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    root = folder / "tree"
     written = write_image_tree(root, {"train": 3, "val": 3})  # 9 + 9 images: shards of 4 and 5
-    lists = write_lists(root, written, tmp_path / "lists")
+    lists = write_lists(root, written, folder / "lists")
     common = ["--root", str(root), "--lists", str(lists), "--parallel", "ddp", "--device", "cpu",
-              "--workers", "1", "-b", "1"]
-    out = tmp_path / "run"
-    trained = _torchrun([*common, "--out", str(out), "--epochs", "1"], tmp_path)
+              "--workers", "1", "-b", "1", "--epochs", "1", "--lr", "0.001"]
+    whole = folder / "whole"
+    trained = _torchrun([*common, "--out", str(whole)], folder)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert trained.stdout.count("epoch 0: train loss") == 1  # rank 0 reports, rank 1 does not
-    checkpoint = torch.load(out / "checkpoint.pth.tar", weights_only=True)
+    yield DdpRun(common, whole, folder)
+    shutil.rmtree(folder)  # whole-net checkpoints: not kept to the session's end
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_trains_and_validates_each_image_once(ddp_run, tmp_path):
+    """Shards of 4 and 5 batches: both ranks must stop after 4 steps (a 5th step on one rank would wait
+    forever in DDP's all-reduce); -e on 2 ranks validates each of the 9 val images once."""
+    checkpoint = torch.load(ddp_run.whole / "checkpoint.pth.tar", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["step"]) == (1, 4)  # a complete epoch of min(4, 5) steps
     AlexNet(num_classes=len(CLASS_NAMES)).load_state_dict(checkpoint["state_dict"])  # one-device keys
 
-    evaluated = _torchrun([*common, "--out", str(tmp_path / "eval"), "-e", "--resume",
-                           str(out / "checkpoint.pth.tar")], tmp_path)
+    evaluated = _torchrun([*ddp_run.common, "--out", str(tmp_path / "eval"), "-e", "--resume",
+                           str(ddp_run.whole / "checkpoint.pth.tar")], tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "(centre, 9 images)" in evaluated.stdout, evaluated.stdout
 
 
 @pytest.mark.slow
-def test_torchrun_ddp_resume_mid_epoch_gives_the_same_weights(tmp_path):
+def test_torchrun_ddp_resume_mid_epoch_gives_the_same_weights(ddp_run, tmp_path):
     """Dropout on, 2 ranks: each rank draws its own masks, the checkpoint keeps every rank's generators, and
     a run stopped after 2 of 4 steps and resumed ends with the weights of the run that never stopped."""
-    root = tmp_path / "tree"
-    written = write_image_tree(root, {"train": 3, "val": 1})  # 9 training images: 4 steps of 1 per rank
-    lists = write_lists(root, written, tmp_path / "lists")
-    common = ["--root", str(root), "--lists", str(lists), "--parallel", "ddp", "--device", "cpu",
-              "--workers", "1", "-b", "1", "--epochs", "1", "--lr", "0.001"]
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    for args in (["--out", str(whole)], ["--out", str(parts), "--max-steps", "2"],
+    whole, parts = ddp_run.whole, tmp_path / "parts"
+    for args in (["--out", str(parts), "--max-steps", "2"],
                  ["--out", str(parts), "--resume", str(parts / "checkpoint.pth.tar")]):
-        result = _torchrun([*common, *args], tmp_path)
+        result = _torchrun([*ddp_run.common, *args], tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         if "--max-steps" in args:
             stopped = torch.load(parts / "checkpoint.pth.tar", weights_only=True)
