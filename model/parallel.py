@@ -63,7 +63,7 @@ class ParallelContext:
     backend: str = ""
 
 
-def _device(name: str) -> torch.device:
+def parse_device(name: str) -> torch.device:
     """Parse and check one device name ("cpu", "cuda", "cuda:1"); InputError if it cannot be used."""
     try:
         device = torch.device(name)
@@ -97,11 +97,11 @@ def _init_ddp(device: str) -> ParallelContext:
         )
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
-    if _device(device).type == "cuda":
+    if parse_device(device).type == "cuda":
         # One process per GPU, chosen by local rank; with the gloo override two ranks may share one GPU.
         count = torch.cuda.device_count()
         on_gpu = torch.device("cuda", local_rank if os.environ.get(BACKEND_ENV) != "gloo" else local_rank % count)
-        dev = _device(str(on_gpu))
+        dev = parse_device(str(on_gpu))
         torch.cuda.set_device(dev)
         backend = os.environ.get(BACKEND_ENV, "nccl")
     else:
@@ -135,12 +135,12 @@ def init_parallel(mode: str, device: str, gpus: tuple[str, ...] | None = None) -
     if mode == "towers":
         if not gpus or len(gpus) != 2:
             raise InputError(f"--parallel towers needs two devices, e.g. --gpus cuda:0,cuda:1; got {gpus!r}")
-        devices = (_device(gpus[0]), _device(gpus[1]))
+        devices = (parse_device(gpus[0]), parse_device(gpus[1]))
         if devices[0].type != devices[1].type:
             raise InputError(f"--gpus {','.join(gpus)}: both towers must be on CUDA or both on the CPU")
         _make_current(devices[0])
         return ParallelContext("towers", 0, 1, 0, devices[0], _device_id(devices[0]), True, devices)
-    dev = _device(device)
+    dev = parse_device(device)
     _make_current(dev)
     return ParallelContext("none", 0, 1, 0, dev, _device_id(dev), True, (dev,))
 

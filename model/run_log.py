@@ -17,6 +17,7 @@ import torch
 from model import parallel
 from model.metrics import EpochClock
 from pipeline.errors import InputError
+from pipeline.atomic import write_atomic
 
 METRICS_NAME = "metrics.jsonl"
 DDP_POLL_STEPS = 10  # StopRequest: steps between the ranks' agreement on a stop
@@ -97,9 +98,7 @@ def trim_metrics(out: Path, before_epoch: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
-    temp = path.with_suffix(".tmp")
-    temp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(temp, path)
+    write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 class StopRequest:

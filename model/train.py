@@ -104,6 +104,11 @@ class FiniteFloat(click.FloatRange):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:  # not click's "x<=None"
+            return "finite"
+        return super()._describe_range()
+
 
 INT_1 = click.IntRange(min=1)
 POSITIVE = FiniteFloat(min=0.0, min_open=True)

@@ -15,12 +15,12 @@ import hashlib
 import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import write_atomic
 from pipeline.constants import (IMAGENET_MEAN_255, IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC, IMAGENET_STD_255,
                                 STORED_SIZE)
 from pipeline.errors import InputError
@@ -168,9 +168,7 @@ def write_mean_image(mean_image: np.ndarray, pca_path: Path) -> dict:
     raw = buffer.getvalue()
     digest = hashlib.sha256(raw).hexdigest()
     target = Path(pca_path).parent / f"{Path(pca_path).stem}.mean-{digest[:16]}.npy"
-    temp = target.with_name(target.name + ".tmp")
-    temp.write_bytes(raw)
-    os.replace(temp, target)
+    write_atomic(target, raw)
     return {"file": target.name, "sha256": digest, "shape": list(MEAN_IMAGE_SHAPE),
             "layout": "HWC: rows top to bottom, columns left to right, R G B", "scale": "unit"}
 

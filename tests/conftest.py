@@ -9,12 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-# Under pytest-xdist (`make test`: two workers) each worker, and every process it starts, computes on one
-# thread unless OMP_NUM_THREADS says otherwise: two workers at two threads each on 2 cores took 2.2 s per
-# AlexNet step where one thread each takes 0.95 s (oversubscribed OpenMP spins).
+from pipeline.processes import usable_cpus
+
+# Under pytest-xdist (`make test`: two workers) the CPUs are shared out: each worker, and every process it
+# starts, computes on usable CPUs / workers threads unless OMP_NUM_THREADS says otherwise. On 2 cores two
+# workers at two threads each took 2.2 s per AlexNet step where one thread each takes 0.95 s (oversubscribed
+# OpenMP spins).
 if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
+    _threads = max(1, usable_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
 
 # The device for tests, taken from one place.
 HAS_CUDA = torch.cuda.is_available()

@@ -3,7 +3,6 @@ the biases too: the optimizer a training session builds, and its update against 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest

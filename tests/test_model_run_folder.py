@@ -3,7 +3,6 @@ failed write mid-run still leaves the epoch's checkpoint. model/run_folder.py.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

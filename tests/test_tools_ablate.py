@@ -117,6 +117,8 @@ def test_every_run_has_the_same_flags_but_its_switch(fake):
             params = train_main.make_context("model.train", list(args)).params
             assert params["evaluate"] and params["ten_crop"]
             assert params["resume"] == str(fake / "abl" / variant / "checkpoint.pth.tar")
+            # Scored as trained: the PIL baseline's decoder and resize, batch and workers as given.
+            assert (params["dali"], params["batch_size"], params["workers"]) == (False, 16, 3)
 
 
 def test_report_differences_and_the_papers_claims(fake):
@@ -171,7 +173,7 @@ def test_an_interrupted_variant_continues_from_its_checkpoint(fake):
     failed = invoke(fake, "--epochs", "2", "-b", "8", "--variants", "no-lrn,no-dropout")
     assert failed.exit_code == 1 and "Traceback" not in failed.output
     assert failed.output.strip().splitlines()[-1] == (
-        f"Error: ablation stage '[2/3] no-lrn: train' failed (exit 1): Error: out of memory; see "
+        f"Error: ablation stage '[2/3] no-lrn: train' failed (exit 1): out of memory; see "
         f"{fake / 'abl' / 'ablation.log'}; run the same command again to continue (finished variants are kept)")
     assert trained(FakeStages.calls) == ["baseline", "no-lrn"]
     assert not (fake / "abl" / "no-lrn" / "ablation_result.json").exists()
@@ -211,13 +213,14 @@ def test_a_run_stopped_short_of_its_budget_is_not_evaluated(fake):
     (["--variants", "no-lrn,no-lrn"], "--variants: no-lrn is named twice"),
     (["--variants", " , "], "--variants ' , ': name at least one of"),
     (["--pca", "/nonexistent/pca.json"], "--pca /nonexistent/pca.json: no such file"),
+    (["--device", "tpu"], "unknown device 'tpu': use cpu, cuda or cuda:N"),  # before the plan is written
 ])
 def test_bad_input_is_one_line(fake, args, words):
     result = invoke(fake, "--epochs", "1", *args)
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {words}"), result.output
-    assert FakeStages.calls == []
+    assert FakeStages.calls == [] and not (fake / "abl").exists()
 
 
 def test_inputs_and_out_are_checked_before_any_run(fake):
@@ -253,7 +256,7 @@ def test_other_settings_on_the_same_out_are_refused(fake):
 def test_settings_may_change_until_a_run_has_a_checkpoint(fake):
     FakeStages.refuse = {"baseline"}
     first = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--normalize", "image")
-    assert first.exit_code == 1 and "Error: --normalize image needs a pca.json" in first.output
+    assert first.exit_code == 1 and "failed (exit 1): --normalize image needs a pca.json" in first.output
     FakeStages.refuse = set()
     again = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--normalize", "mean")
     assert again.exit_code == 0, again.output

@@ -56,5 +56,5 @@ def test_a_failing_stage_ends_in_one_line(tmp_path):
                                             "--device", "cpu"])
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: demo stage 'data' failed (exit 2): Error: ") and "demo.log" in last
+    assert last.startswith("Error: demo stage 'data' failed (exit 2): ") and "demo.log" in last and last.count("Error:") == 1
     assert result.stdout == ""

@@ -14,16 +14,21 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import InputError
-from tools.shared.stages import StageFailed, Stages, StageStopped, exit_words, parse_evaluation
+from tools.shared.stages import StageFailed, Stages, exit_words, parse_evaluation
 
 REPO = Path(__file__).resolve().parents[1]
 
-# A child that, like model.train, answers SIGINT/SIGTERM by finishing its work ("saving") and exiting 0.
+# A child that, like model.train, answers SIGINT/SIGTERM by finishing its work ("saving") and exiting 0; it
+# counts the signals it got (model.train stops at once, unsaved, at a second one).
 CHILD = textwrap.dedent("""
     import signal, sys, time
+    got = []
     def stop(signum, frame):
-        time.sleep(0.3)
-        print("child: signal", signum, "- saved", flush=True)
+        got.append(signum)
+        if len(got) > 1:
+            return
+        time.sleep(0.5)
+        print("child: signal", signum, "- saved;", len(got), "signal(s)", flush=True)
         sys.exit(0)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -62,7 +67,7 @@ def test_a_failing_stage_is_one_line_with_its_last_words(tmp_path):
     with pytest.raises(StageFailed) as error:
         stages.run("data", argv, "make data")
     stages.close()
-    assert str(error.value) == (f"demo stage 'data' failed (exit 3): Error: no such file; see {tmp_path / 's.log'}; "
+    assert str(error.value) == (f"demo stage 'data' failed (exit 3): no such file; see {tmp_path / 's.log'}; "
                                 "fix it, then run again")
     log = (tmp_path / "s.log").read_text()
     assert "== data: " in log and "working\nError: no such file\n" in log
@@ -81,21 +86,25 @@ def start_runner(tmp_path: Path, timeout: str) -> subprocess.Popen:
     raise AssertionError("the child never started")
 
 
-# "none": the child shares the runner's process group; "60": a time limit puts it in a group of its own
-# (selftest's stages), which a terminal's Ctrl-C does not reach: the runner passes it on.
+# "none": no time limit; "60": a timer that must not fire. Either way the child is in a process group of its
+# own and gets the signal once, from the runner.
 @pytest.mark.parametrize("timeout", ["none", "60"])
-@pytest.mark.parametrize("how", ["SIGTERM to the runner", "Ctrl-C"])
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGINT to the runner", "SIGTERM to the runner"])
 def test_an_interrupted_stage_waits_for_its_child_then_says_so(tmp_path, how, timeout):
     runner = start_runner(tmp_path, timeout)
-    if how == "Ctrl-C":  # a terminal sends SIGINT to the whole foreground process group
+    if how == "Ctrl-C":  # a terminal sends SIGINT to its whole foreground process group: the runner's
         os.killpg(runner.pid, signal.SIGINT)
         number, name = signal.SIGINT, "Ctrl-C"
-    else:  # to the runner alone: it passes it on
+    elif how == "SIGINT to the runner":  # kill -INT PID, a supervisor: the runner alone
+        runner.send_signal(signal.SIGINT)
+        number, name = signal.SIGINT, "Ctrl-C"
+    else:
         runner.send_signal(signal.SIGTERM)
         number, name = signal.SIGTERM, "SIGTERM"
     rest = runner.stderr.read()
     assert runner.wait(timeout=60) == 1
-    assert f"child: signal {int(number)} - saved" in rest  # the runner waited for the child to finish
+    # The runner waited for the child to finish, and the child got one signal (a second aborts model.train).
+    assert f"child: signal {int(number)} - saved; 1 signal(s)" in rest, rest
     assert rest.strip().splitlines()[-1] == (f"Error: test stage 'child' stopped by {name}; see {tmp_path / 's.log'}; "
                                              "run it again")
 
@@ -111,7 +120,7 @@ def test_a_failure_is_one_line_naming_the_exit_or_signal(tmp_path):
     stages = Stages(tmp_path / "x.log", "demo", echo=False)
     with pytest.raises(StageFailed) as failed:
         stages.run("bad", [sys.executable, "-c", "print('first'); print('Error: last words'); raise SystemExit(3)"], "bad")
-    assert str(failed.value) == f"demo stage 'bad' failed (exit 3): Error: last words; see {tmp_path / 'x.log'}"
+    assert str(failed.value) == f"demo stage 'bad' failed (exit 3): last words; see {tmp_path / 'x.log'}"
     assert (failed.value.returncode, failed.value.timed_out) == (3, False)
     assert exit_words(-11) == "killed by SIGSEGV" and exit_words(-6) == "killed by SIGABRT"
 

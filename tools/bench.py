@@ -27,6 +27,7 @@ import torch
 
 from model.alexnet import ARCHS
 from pipeline.errors import InputError, user_errors
+from pipeline.atomic import write_atomic
 from pipeline.writable import writable_file
 from tools.benchmark.options import (AMP_CHOICES, ARCH, COMPILE_MODES, BenchOptions, choices, default_threads,
                                      hw_loads, positive, resolve_datasets, split_values)
@@ -87,7 +88,7 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
         for name, result in report["stages"].items():
             click.echo(format_stages(name, result))
     if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_atomic(json_path, json.dumps(report, indent=2) + "\n")
         click.echo(f"wrote {json_path}")
     if png_path:
         title = f"{report['machine']['gpu_name'] or report['machine']['cpu_model']} ({device}), {arch}"

@@ -39,10 +39,10 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Tools of the AlexNet + DALI toolkit. `imagenet-tools COMMAND --help` for each."""
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="imagenet-tools")  # as `python -m tools.cli` (the demo's and selftest's stages)

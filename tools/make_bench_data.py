@@ -27,7 +27,7 @@ from tools.synth.sets import JPEG_QUALITY, make_bench_data
 @click.option("--classes", default=10, show_default=True, help="Class folders (labels carry no signal).")
 @click.option("--quality", default=JPEG_QUALITY, show_default=True, help="JPEG quality.")
 @click.option("--seed", default=0, show_default=True, help="Seed (same seed, same bytes).")
-@click.option("--workers", default=usable_cpus(), show_default=True, help="Processes drawing images.")
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), show_default=True, help="Processes drawing images.")
 @user_errors
 def main(out: Path, count: int, val_count: int, classes: int, quality: int, seed: int, workers: int) -> None:
     """Generate ImageNet-like JPEGs (~500x375, quality 90, ~100 KB) under OUT in ImageFolder layout."""

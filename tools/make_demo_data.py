@@ -27,7 +27,7 @@ from tools.synth.sets import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, mak
 @click.option("--train-per-class", default=DEFAULT_TRAIN_PER_CLASS, show_default=True, help="Training images per class.")
 @click.option("--val-per-class", default=DEFAULT_VAL_PER_CLASS, show_default=True, help="Validation images per class.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the whole set (same seed, same bytes).")
-@click.option("--workers", default=usable_cpus(), show_default=True, help="Processes drawing images.")
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), show_default=True, help="Processes drawing images.")
 @user_errors
 def main(out: Path, classes: int, train_per_class: int, val_per_class: int, seed: int, workers: int) -> None:
     """Generate the demo's image set (10 shape-and-pattern classes) in ImageNet's layout under OUT."""

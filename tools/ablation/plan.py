@@ -21,6 +21,7 @@ import click
 from model.checkpoint import CHECKPOINT_NAME
 from model.train import main as train_command
 from pipeline.errors import InputError
+from pipeline.atomic import write_atomic
 from tools.ablation.variants import BASELINE_VARIANT, VARIANTS, Variant
 
 RESULT_FLAGS = ("batch_size", "lr", "momentum", "wd", "wd_biases", "schedule", "step_size", "patience", "seed",
@@ -87,7 +88,7 @@ class Plan:
         folder = self.run_folder(variant)
         args = self._data_args() + ["--out", str(folder), "-e", "--resume", str(folder / CHECKPOINT_NAME),
                                     "--ten-crop", "--device", self.device]
-        for name in ("batch_size", "workers", "print_freq"):
+        for name in ("batch_size", "workers", "print_freq", "dali"):  # scored through the pipeline it trained on
             if self.given.get(name) is not None:
                 args += flag_args(name, self.given[name])
         return args
@@ -157,6 +158,4 @@ def describe(name: str, value) -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Write `data` as JSON atomically (a temp file renamed): a reader sees the old file or the new one."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    write_atomic(path, json.dumps(data, indent=1) + "\n")

@@ -7,10 +7,10 @@ paper's claims (tools/ablation/variants.py).
 from __future__ import annotations
 
 import math
-import os
 import shlex
 from pathlib import Path
 
+from pipeline.atomic import write_atomic
 from tools.ablation.plan import Plan, write_json
 from tools.ablation.variants import BASELINE, BY_NAME, TEN_CROP_CLAIM, Claim
 from tools.shared.figures import pyplot, save_figure
@@ -144,10 +144,7 @@ def chart(report: dict, path: Path) -> Path:
                Patch(color="0.9", label="±2 standard errors")]
     axes[0][0].legend(handles=handles, fontsize=7, loc="best")
     figure.suptitle(f"Ablation: {report['images']} validation images, one seed", fontsize=10)
-    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    save_figure(figure, temp, dpi=110)
-    os.replace(temp, path)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def write_report(plan: Plan, results: list[dict], train_command: list[str]) -> dict:
@@ -155,10 +152,7 @@ def write_report(plan: Plan, results: list[dict], train_command: list[str]) -> d
     report = build_report(plan, results, train_command)
     picture = chart(report, plan.out / "ablation.png")
     write_json(plan.out / "ablation.json", report)
-    md = plan.out / "ablation.md"
-    temp = md.with_name(f".{md.name}.{os.getpid()}.tmp")
-    temp.write_text(markdown(report, picture.name), encoding="utf-8")
-    os.replace(temp, md)
+    write_atomic(plan.out / "ablation.md", markdown(report, picture.name))
     return report
 
 

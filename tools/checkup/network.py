@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from model.alexnet import ARCHS, build_model
-from tools.checkup.ddp import WORLD, global_batch, no_tf32, reference_step, run_ranks
+from tools.checkup.ddp import WORLD, no_tf32, reference_step, run_ranks
 from tools.checkup.plan import Settings, WorkPaths
 from tools.checkup.record import CheckFailed, NotApplicable, Outcome, Recorder
 

@@ -4,10 +4,10 @@ a quick and a default run, and where the stages leave their files. `tools/checku
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.atomic import write_atomic
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -115,9 +115,7 @@ class Settings:
         return 0 if self.quick else 2 if self.device == "gpu" else 1
 
     def save(self, path: Path) -> None:
-        part = path.with_name(path.name + ".part")
-        part.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(part, path)
+        write_atomic(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "Settings":

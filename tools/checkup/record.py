@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from pipeline.atomic import write_atomic
 
 REASON_CHARS = 240
 
@@ -66,11 +67,7 @@ def finite(value: Any) -> Any:
 
 def write_json(path: Path, document: dict) -> None:
     """Atomically: a temporary file, then rename (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    part.write_text(json.dumps(finite(document), indent=1) + "\n", encoding="utf-8")
-    os.replace(part, path)
+    write_atomic(path, json.dumps(finite(document), indent=1) + "\n")
 
 
 class Recorder:
@@ -109,11 +106,6 @@ class Recorder:
     def passed(self, name: str) -> bool:
         """Whether the check called `name` ran and passed."""
         return any(c["name"] == name and c["status"] == "pass" for c in self.result["checks"])
-
-    def note(self, key: str, value: Any) -> None:
-        """A figure of the stage as a whole (not of one check)."""
-        self.result["figures"][key] = value
-        self._write()
 
     def _merge(self) -> None:
         checks = self.result["checks"]

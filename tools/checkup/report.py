@@ -2,9 +2,9 @@
 stage, atomically, so a killed run leaves what it had)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pipeline.atomic import write_atomic
 from tools.checkup.plan import STAGES
 from tools.checkup.record import write_json
 
@@ -67,6 +67,4 @@ def markdown(report: dict) -> str:
 
 def write_report(out: Path, report: dict) -> None:
     write_json(out / JSON_NAME, report)
-    part = out / f".{MARKDOWN_NAME}.{os.getpid()}.part"
-    part.write_text(markdown(report), encoding="utf-8")
-    os.replace(part, out / MARKDOWN_NAME)
+    write_atomic(out / MARKDOWN_NAME, markdown(report))

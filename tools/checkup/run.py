@@ -139,8 +139,8 @@ def new_report(options: Options, settings: Settings) -> dict:
 def run_selftest(options: Options) -> dict:
     """Run the plan; returns the report also written to OUT/selftest.json (see the module docstring)."""
     start = time.monotonic()
+    chosen = selected(options)  # a bad --only before any folder is made
     out = writable_folder(options.out, "--out")
-    chosen = selected(options)
     device, cuda = resolve_device(options.device)
     work = options.work or Path(tempfile.mkdtemp(prefix="selftest-"))
     writable_folder(work, "--work")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from model.checkpoint import CHECKPOINT_NAME
+from pipeline.atomic import write_atomic
 from pipeline.errors import InputError
 from tools.shared.stages import Stages, parse_evaluation, pick_device
 
@@ -79,7 +80,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
                    "stage_seconds": {k: round(v, 1) for k, v in stages.times.items()}}
         numbers = {f"{view} top-1 accuracy (%)": round(100 - r["top1_err"], 2) for view, r in results.items()}
         numbers.update({f"{view} top-5 accuracy (%)": round(100 - r["top5_err"], 2) for view, r in results.items()})
-        (run / "final_eval.json").write_text(json.dumps(numbers, indent=1))
+        write_atomic(run / "final_eval.json", json.dumps(numbers, indent=1))
         stages.tool("pictures", "visualize", "report", run, "--root", resized, "--lists", lists, "--pca", pca,
                     "--normalize", recipe["normalize"], "--extra", run / "final_eval.json",
                     "--max-train", max_train_neighbours)
@@ -87,7 +88,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
         stages.close()
     summary["wall_s"] = round(time.monotonic() - start, 1)
     summary["stage_seconds"] = {k: round(v, 1) for k, v in stages.times.items()}
-    (run / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(run / "demo_summary.json", json.dumps(summary, indent=1))
     return summary
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.atomic import write_atomic
 from pipeline.writable import writable_folder
 
 RESIZE_MARKER = ".prepare-resize.json"
@@ -54,6 +55,6 @@ def _check_resize_settings(resized_root: Path, settings: dict) -> None:
         raise InputError(f"{resized_root}: holds images written with {marker.read_text().strip()}; "
                          f"use a new --resized-root for {settings}")
     try:
-        marker.write_text(json.dumps(settings))
+        write_atomic(marker, json.dumps(settings))
     except OSError as error:
         raise InputError(f"{marker}: cannot write ({error.strerror or error}); free some space") from None

@@ -6,13 +6,13 @@ half-written list that a training run could pick up.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from pipeline.atomic import write_atomic
 from pipeline.filelist import format_line
 
 # One listed image: (split, path written in the list, class id, original width, original height).
@@ -21,12 +21,8 @@ Listed = tuple[str, str, str, int, int]
 
 def write_text(path: Path, lines: Iterable[str]) -> None:
     """Write lines (each followed by a newline) atomically: temp file, then rename."""
-    part = path.with_name(path.name + ".part")
     # backslashreplace: a name that is not UTF-8 (rejected, never listed) still gets a readable row.
-    with open(part, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    os.replace(part, path)
+    write_atomic(path, "".join(line + "\n" for line in lines), errors="backslashreplace")
 
 
 def _one_field(text: str) -> str:

@@ -16,7 +16,7 @@ from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
 from tools.prepare.layouts import SPLITS, Dataset, scan
 from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
-from tools.prepare.report import (Listed, account, summarize, write_ignored, write_lists, write_rejected,
+from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
 from tools.prepare.tree import has_image_name
 from pipeline.processes import usable_cpus

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.atomic import replacing
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (files only: no display on a training machine).
@@ -32,7 +34,9 @@ def save_figure(figure, path: Path | str, dpi: int) -> Path:
     plt = pyplot()
     path = Path(path)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
-    plt.close(figure)
+    try:
+        with replacing(path) as temp:  # a reader never sees half a PNG
+            figure.savefig(temp, dpi=dpi)
+    finally:
+        plt.close(figure)
     return path

@@ -7,13 +7,14 @@ selftest).
     stages.module("pca", "tools.checkup.stage", "pca", timeout=120)     # killed (with its children) at 120 s
 
 A failure is one line: StageFailed says why (exit status, signal or time limit) and gives the stage's last
-words. With a time limit the child runs in its own process group, so that everything it started (DALI
-threads, worker pools, DDP ranks) goes with it when the limit is reached.
+words. The child runs in a process group of its own, so that at a time limit everything it started (DALI
+threads, worker pools, DDP ranks) goes with it.
 
-A Ctrl-C reaches the child too (a terminal signals the whole foreground group; a child in a group of its own
-is sent it): `model.train` then finishes its step and writes a checkpoint, so the stage waits for the child
-before it reports StageStopped. A SIGTERM sent to this process alone is passed on to the child in the same
-way. A second Ctrl-C stops waiting.
+Signals: a Ctrl-C (the terminal signals its foreground group, which the child is not in) or a SIGINT or
+SIGTERM sent to this process alone is passed on to the child once: `model.train` then finishes its
+step and writes a checkpoint, so the stage waits for it before it reports StageStopped. The child must get
+one signal only (a second one makes model.train stop at once); a second Ctrl-C here stops the waiting and
+kills the stage.
 """
 from __future__ import annotations
 
@@ -102,6 +103,7 @@ class Stages:
             raise StageStopped(f"{self.label} stage '{name}' stopped by {stopped}{where}{hint}")
         if returncode != 0 or timed_out:
             last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+            last = last.removeprefix("Error: ")  # a toolkit command's one line: not "Error: ... Error: ..."
             what = f"killed at its {timeout:.0f} s time limit" if timed_out else f"failed ({exit_words(returncode)})"
             raise StageFailed(f"{self.label} stage '{name}' {what}: {last}{where}{hint}", returncode, timed_out, last)
         return "".join(lines)
@@ -110,12 +112,11 @@ class Stages:
         """Run `argv`, streaming its output; (exit status, output lines, timed out, "Ctrl-C"/"SIGTERM"/None)."""
         # Unbuffered children, so that progress lines arrive as they are printed, not in 8 KB chunks.
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        own_group = timeout is not None
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                   env=env, errors="replace", start_new_session=own_group)
+                                   env=env, errors="replace", start_new_session=True)
         expired = threading.Event()
         timer = None
-        if own_group:
+        if timeout is not None:
             timer = threading.Timer(max(timeout, 0.0), _kill_group, (process, expired))
             timer.start()
         lines: list[str] = []
@@ -126,19 +127,15 @@ class Stages:
                 for line in process.stdout:  # stream: training prints progress as it goes
                     self._write(line)
                     lines.append(line)
-            except KeyboardInterrupt:  # let the child write its checkpoint, then say so
+            except KeyboardInterrupt:  # pass it on, let the child write its checkpoint, then say so
                 signalled.insert(0, "Ctrl-C")
-                if own_group:  # its own group did not see the Ctrl-C: pass it on
-                    _signal_group(process, signal.SIGINT)
+                process.send_signal(signal.SIGINT)  # the child only: it stops what it started
                 try:
                     for line in process.stdout:
                         self._write(line)
                         lines.append(line)
                 except KeyboardInterrupt:  # a second one: stop waiting
-                    if own_group:
-                        _signal_group(process, signal.SIGKILL)
-                    else:
-                        process.kill()
+                    _signal_group(process, signal.SIGKILL)
             process.wait()
         finally:
             if timer is not None:
@@ -172,8 +169,10 @@ def _signal_group(process: subprocess.Popen, number: int) -> None:
 
 
 def _kill_group(process: subprocess.Popen, expired: threading.Event) -> None:
-    """The time limit: SIGKILL to the child's process group (it and everything it started)."""
-    expired.set()
+    """The time limit: SIGKILL to the child's process group (it and everything it started). A child that
+    has already ended is not "killed at its time limit" (what its group left behind still goes)."""
+    if process.poll() is None:
+        expired.set()
     _signal_group(process, signal.SIGKILL)
 
 
@@ -207,9 +206,16 @@ def parse_evaluation(output: str, log: str) -> dict[str, dict[str, float]]:
 
 
 def pick_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"."""
-    if device != "auto":
-        return device
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; any other name is checked as model.train checks it.
+
+    Raises:
+        InputError: an unknown device, or a CUDA device this machine does not have (before any stage runs).
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from model.parallel import parse_device
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    parse_device(device)
+    return device

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.atomic import write_atomic
 from pipeline.errors import InputError
 from tools.viz.curves import draw_curves, read_metrics
 from tools.viz.kernels import draw_kernels
@@ -87,8 +88,7 @@ def write_report(run_dir: Path, out_md: Path, pictures: dict[str, Path], extra: 
         link = os.path.relpath(Path(path), out_md.parent)
         lines += [f"## {caption}", "", f"![{caption}]({link})", ""]
     try:
-        out_md.parent.mkdir(parents=True, exist_ok=True)
-        out_md.write_text("\n".join(lines), encoding="utf-8")
+        write_atomic(out_md, "\n".join(lines))
     except OSError as error:
         raise InputError(f"{out_md}: cannot write the report ({error.strerror})") from None
     return out_md
