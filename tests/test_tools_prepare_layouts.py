@@ -1,6 +1,7 @@
 """`prepare` on the devkit and Kaggle layouts, layout detection, and every input error (message + exit 1)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -139,3 +140,24 @@ def test_out_that_is_a_file(image_tree: Path, tmp_path: Path) -> None:
     expect_error(run_prepare(image_tree, "--out", tmp_path / "taken"), "--out", "is a file, not a folder")
     expect_error(run_prepare(image_tree, "--out", tmp_path / "o", "--resized-root", tmp_path / "taken"),
                  "--resized-root", "is a file, not a folder")
+
+
+def test_a_class_with_no_training_image_is_warned_about(tmp_path: Path) -> None:
+    """val/n0144O764 (a typo of a train folder's name) becomes a class of its own with label 0, which shifts
+    every other label: listed as prepare always did, and said in a warning and in summary.json."""
+    root = tmp_path / "tree"
+    for rel in ("train/n01440764/a.JPEG", "train/n02102040/b.JPEG", "val/n0144O764/c.JPEG",
+                "val/n02102040/d.JPEG"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        small_rgb(64, 64).save(root / rel, "JPEG")
+    result = run_prepare(root, "--out", tmp_path / "lists")
+    assert result.exit_code == 0, result.output
+    assert ("warning: 1 class has a label but no training image (a val folder named unlike every train folder?): "
+            "n0144O764") in result.output
+    summary = json.loads((tmp_path / "lists" / "summary.json").read_text())
+    assert summary["classes_without_training_images"] == ["n0144O764"] and summary["classes"] == 3
+    (root / "val" / "n0144O764" / "c.JPEG").rename(root / "val" / "n02102040" / "c.JPEG")
+    (root / "val" / "n0144O764").rmdir()
+    fixed = run_prepare(root, "--out", tmp_path / "lists3")
+    assert fixed.exit_code == 0 and "warning" not in fixed.output
+    assert json.loads((tmp_path / "lists3" / "summary.json").read_text())["classes_without_training_images"] == []

@@ -70,6 +70,11 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
         folders = summary["empty_class_folders"]
         click.echo(f"skipped {_count(len(folders), 'class folder', 'class folders')} with no valid image "
                    f"(rows in rejected.tsv): {', '.join(folders[:5])}{' ...' if len(folders) > 5 else ''}")
+    if summary["classes_without_training_images"]:
+        lonely = summary["classes_without_training_images"]
+        click.echo(f"warning: {_count(len(lonely), 'class has', 'classes have')} a label but no training image "
+                   f"(a val folder named unlike every train folder?): {', '.join(lonely[:5])}"
+                   f"{' ...' if len(lonely) > 5 else ''}", err=True)
     click.echo(f"lists relative to {summary['lists_relative_to']}")
     click.echo("wrote " + ", ".join(summary["written"]))
     files = summary["files"]

@@ -122,6 +122,10 @@ def summarize(listed: list[Listed], classes: list[tuple[str, str]], repaired: li
         "ignored": {"count": len(ignored), "by_reason": dict(Counter(why.split(" (")[0] for _, why in ignored))},
         "files": files,
         "empty_class_folders": empty_class_folders,
+        # A class with a label but no training image: a val folder whose name is not a train folder's (a
+        # typo makes a class of its own and shifts every label after it), or a train folder with none valid.
+        "classes_without_training_images": ([cid for cid, _ in classes if not splits["train"]["per_class"][cid]]
+                                            if "train" in splits else []),
         "timing": timing,
     }
 
