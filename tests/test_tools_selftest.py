@@ -178,9 +178,11 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
-def test_device_gpu_without_cuda_is_refused(tmp_path):
-    result = CliRunner().invoke(selftest.main, ["--device", "gpu", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1 and "--device gpu: torch sees no CUDA device" in result.output
+@pytest.mark.skipif(torch.cuda.is_available(), reason="refused only where torch sees no CUDA device")
+@pytest.mark.parametrize("name", ["gpu", "cuda"])
+def test_device_gpu_without_cuda_is_refused(tmp_path, name):
+    result = CliRunner().invoke(selftest.main, ["--device", name, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and f"--device {name}: torch sees no CUDA device" in result.output
 
 
 # --- the GPU stages' code, as far as it runs without a GPU --------------------------------------------------

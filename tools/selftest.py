@@ -71,8 +71,9 @@ def _typed(ctx: click.Context) -> str:
 @click.option("--quick", is_flag=True, help="The CPU-sized run (a few images and steps) that CI executes.")
 @click.option("--bench", is_flag=True, help="Also run the default-configuration bench and judge the targets.")
 @click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile (slow on a CPU: ~40 s a compile).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
-              help="Where training, --bench and --compile run; cpu also skips the GPU stages.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu", "cuda"]), default="auto", show_default=True,
+              help="Where training, --bench and --compile run (cuda: the same as gpu, as model.train and "
+                   "ablate name it); cpu also skips the GPU stages.")
 @click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), show_default="usable CPUs",
               help="DALI threads, DataLoader workers, processes.")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -62,8 +62,8 @@ def resolve_device(device: str) -> tuple[str, bool]:
     import torch
 
     cuda = torch.cuda.is_available()
-    if device == "gpu" and not cuda:
-        raise InputError("--device gpu: torch sees no CUDA device here; use --device cpu or auto")
+    if device in ("gpu", "cuda") and not cuda:
+        raise InputError(f"--device {device}: torch sees no CUDA device here; use --device cpu or auto")
     return ("gpu" if cuda and device != "cpu" else "cpu"), cuda
 
 
