@@ -84,3 +84,15 @@ def image_tree(tmp_path: Path) -> Path:
     root = tmp_path / "imagenet"
     write_image_tree(root, {"train": 6, "val": 3})
     return root
+
+
+# The files that take longest, longest first: pytest-xdist (`make test`, --dist loadfile) hands out files in
+# collection order, so starting these first lets the two workers finish together instead of one waiting for
+# the other's last long file.
+SLOW_FILES_FIRST = ("test_tools_selftest.py", "test_model_ddp.py", "test_model_train_run.py", "test_tools_ablate.py",
+                    "test_tools_demo.py", "test_model_train_overfit.py", "test_model_run_folder.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
