@@ -1,7 +1,9 @@
 """Shared fixtures: small generated JPEG trees in a temp folder (no downloads, no repository data)."""
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +98,35 @@ SLOW_FILES_FIRST = ("test_tools_selftest.py", "test_model_ddp.py", "test_model_t
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
+
+class NumpySgd:
+    """The paper's update rule done by hand in NumPy (float64) on its own copy of a network:
+    v <- momentum v - decay(name) lr w - lr g;  w <- w + v   (§5), the gradient g taken at the current w.
+
+    Args:
+        net: the network (copied; the copy only supplies gradients).
+        decay: weight decay of each parameter, by name.
+    """
+
+    def __init__(self, net: torch.nn.Module, lr: float, momentum: float, decay: Callable[[str], float]) -> None:
+        self.reference = copy.deepcopy(net)
+        self.lr, self.momentum, self.decay = lr, momentum, decay
+        self.weights = {name: p.detach().double().numpy().copy() for name, p in self.reference.named_parameters()}
+        self.initial = {name: w.copy() for name, w in self.weights.items()}
+        self.velocity = {name: np.zeros_like(w) for name, w in self.weights.items()}
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        with torch.no_grad():
+            for name, p in self.reference.named_parameters():
+                p.copy_(torch.from_numpy(self.weights[name]).float())
+        self.reference.zero_grad()
+        torch.nn.functional.cross_entropy(self.reference(images), labels).backward()
+        for name, p in self.reference.named_parameters():
+            self.velocity[name] = (self.momentum * self.velocity[name] - self.decay(name) * self.lr * self.weights[name]
+                                   - self.lr * p.grad.double().numpy())
+            self.weights[name] = self.weights[name] + self.velocity[name]
+
+    def displacement(self, name: str) -> np.ndarray:
+        """How far parameter `name` moved from its start (the weights themselves would hide a wrong update)."""
+        return self.weights[name] - self.initial[name]

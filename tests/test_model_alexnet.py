@@ -1,7 +1,6 @@
 """The networks against the paper's numbers (shared PAPER.md §3, §5) and the optimiser against §5's update rule."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 
 from model.alexnet import AlexNet, AlexNetOWT, build_model
 from model.engine import Trainer, train_step
+from tests.conftest import NumpySgd
 
 # PAPER.md §3, copied from the paper's accounting (not computed from the code).
 PAPER_PARAMS = {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936, "conv5": 442_624,
@@ -80,35 +80,23 @@ def test_sgd_step_is_the_papers_update_rule():
     """Two steps of train_step equal v <- 0.9 v - 0.0005 lr w - lr g; w <- w + v, done by hand in NumPy."""
     torch.manual_seed(1)
     net = AlexNet(num_classes=3).eval()  # eval: no dropout, so the reference sees the same function
-    reference = copy.deepcopy(net)
     lr, momentum, wd = 0.01, 0.9, 5e-4
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
     trainer = Trainer(net, optimizer, torch.device("cpu"))
-    weights = {name: p.detach().double().numpy().copy() for name, p in reference.named_parameters()}
-    initial = {name: w.copy() for name, w in weights.items()}
-    velocity = {name: np.zeros_like(w) for name, w in weights.items()}
+    by_hand = NumpySgd(net, lr, momentum, lambda name: wd)
     generator = torch.Generator().manual_seed(2)
     for _ in range(2):
         images = torch.randn(2, 3, 224, 224, generator=generator) * 50
         labels = torch.tensor([0, 2])
-        # the gradient at the current weights, from the reference copy
-        with torch.no_grad():
-            for name, p in reference.named_parameters():
-                p.copy_(torch.from_numpy(weights[name]).float())
-        reference.zero_grad()
-        F.cross_entropy(reference(images), labels).backward()
-        for name, p in reference.named_parameters():
-            g = p.grad.double().numpy()
-            velocity[name] = momentum * velocity[name] - wd * lr * weights[name] - lr * g
-            weights[name] = weights[name] + velocity[name]
+        by_hand.step(images, labels)
         train_step(trainer, images, labels)
     for name, p in net.named_parameters():
         # compare the displacement over the two steps (the weights themselves would hide a wrong update)
-        got = p.detach().double().numpy() - initial[name]
-        expected = weights[name] - initial[name]
+        got = p.detach().double().numpy() - by_hand.initial[name]
+        expected = by_hand.displacement(name)
         assert np.abs(expected).max() > 0, name
         # float32 weights hold the result: allow a few units in the last place of the weight itself
-        ulps = 4 * np.spacing(np.abs(initial[name]).astype(np.float32)).astype(np.float64)
+        ulps = 4 * np.spacing(np.abs(by_hand.initial[name]).astype(np.float32)).astype(np.float64)
         tolerance = 1e-3 * np.abs(expected) + 1e-4 * np.abs(expected).max() + ulps
         assert np.all(np.abs(got - expected) <= tolerance), name
 

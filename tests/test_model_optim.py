@@ -2,12 +2,10 @@
 the biases too: the optimizer a training session builds, and its update against §5's rule in NumPy."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model.config import OptimConfig, RunConfig, ScheduleConfig
@@ -17,6 +15,7 @@ from model.run import open_session, write_checkpoint
 from model.variants import resolve_decay_biases
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
+from tests.conftest import NumpySgd
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 
@@ -54,29 +53,17 @@ def test_two_sgd_steps_follow_the_rule_in_numpy(decay_biases):
     with torch.no_grad():
         for module in (net[0], net[3]):
             module.bias.uniform_(-1, 1)  # biases far from 0, so their decay would move them visibly
-    reference = copy.deepcopy(net)
     lr, momentum, wd = 0.1, 0.9, 0.05
     trainer = Trainer(net, make_sgd(net, lr, momentum, wd, decay_biases), torch.device("cpu"))
-    weights = {name: p.detach().double().numpy().copy() for name, p in reference.named_parameters()}
-    initial = {name: w.copy() for name, w in weights.items()}
-    velocity = {name: np.zeros_like(w) for name, w in weights.items()}
+    by_hand = NumpySgd(net, lr, momentum, lambda name: wd if (name.endswith("weight") or decay_biases) else 0.0)
     generator = torch.Generator().manual_seed(1)
     for _ in range(2):
         images, labels = torch.randn(4, 3, 8, 8, generator=generator), torch.tensor([0, 1, 2, 1])
-        with torch.no_grad():
-            for name, p in reference.named_parameters():
-                p.copy_(torch.from_numpy(weights[name]).float())
-        reference.zero_grad()
-        F.cross_entropy(reference(images), labels).backward()
-        for name, p in reference.named_parameters():
-            decay = wd if (name.endswith("weight") or decay_biases) else 0.0
-            velocity[name] = momentum * velocity[name] - decay * lr * weights[name] - lr * p.grad.double().numpy()
-            weights[name] = weights[name] + velocity[name]
+        by_hand.step(images, labels)
         train_step(trainer, images, labels)
     for name, p in net.named_parameters():
-        np.testing.assert_allclose(p.detach().double().numpy() - initial[name], weights[name] - initial[name],
+        np.testing.assert_allclose(p.detach().double().numpy() - by_hand.initial[name], by_hand.displacement(name),
                                    rtol=1e-4, atol=1e-6, err_msg=name)
-
 
 def test_resume_keeps_the_checkpoints_grouping(tmp_path):
     """A checkpoint with one parameter group (every checkpoint before --wd-biases, or a --wd-biases run)
