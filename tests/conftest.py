@@ -88,7 +88,8 @@ def image_tree(tmp_path: Path) -> Path:
     return root
 
 
-# The files that take longest, longest first: pytest-xdist (`make test`, --dist loadfile) hands out files in
+# The files that take longest, longest first: pytest-xdist (`make test`: --dist loadfile
+# --no-loadscope-reorder; without that flag it orders files by their number of tests) hands out files in
 # collection order, so starting these first lets the two workers finish together instead of one waiting for
 # the other's last long file.
 SLOW_FILES_FIRST = ("test_tools_selftest.py", "test_model_ddp.py", "test_model_train_run.py", "test_tools_ablate.py",

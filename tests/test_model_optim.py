@@ -2,7 +2,6 @@
 the biases too: the optimizer a training session builds, and its update against §5's rule in NumPy."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -64,6 +63,7 @@ def test_two_sgd_steps_follow_the_rule_in_numpy(decay_biases):
     for name, p in net.named_parameters():
         np.testing.assert_allclose(p.detach().double().numpy() - by_hand.initial[name], by_hand.displacement(name),
                                    rtol=1e-4, atol=1e-6, err_msg=name)
+
 
 def test_resume_keeps_the_checkpoints_grouping(tmp_path):
     """A checkpoint with one parameter group (every checkpoint before --wd-biases, or a --wd-biases run)

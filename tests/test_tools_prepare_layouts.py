@@ -143,8 +143,8 @@ def test_out_that_is_a_file(image_tree: Path, tmp_path: Path) -> None:
 
 
 def test_a_class_with_no_training_image_is_warned_about(tmp_path: Path) -> None:
-    """val/n0144O764 (a typo of a train folder's name) becomes a class of its own with label 0, which shifts
-    every other label: listed as prepare always did, and said in a warning and in summary.json."""
+    """val/n0144O764 (a typo of a train folder's name) becomes a class of its own with label 1, which shifts
+    the labels after it: listed as prepare always did, and said in a warning and in summary.json."""
     root = tmp_path / "tree"
     for rel in ("train/n01440764/a.JPEG", "train/n02102040/b.JPEG", "val/n0144O764/c.JPEG",
                 "val/n02102040/d.JPEG"):

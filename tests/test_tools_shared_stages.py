@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,7 @@ CHILD = textwrap.dedent("""
     def stop(signum, frame):
         got.append(signum)
         if len(got) > 1:
+            print("child: a second signal", signum, flush=True)
             return
         time.sleep(0.5)
         print("child: signal", signum, "- saved;", len(got), "signal(s)", flush=True)
@@ -89,7 +91,7 @@ def start_runner(tmp_path: Path, timeout: str) -> subprocess.Popen:
 # "none": no time limit; "60": a timer that must not fire. Either way the child is in a process group of its
 # own and gets the signal once, from the runner.
 @pytest.mark.parametrize("timeout", ["none", "60"])
-@pytest.mark.parametrize("how", ["Ctrl-C", "SIGINT to the runner", "SIGTERM to the runner"])
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGINT to the runner", "SIGTERM to the runner", "SIGHUP to the runner"])
 def test_an_interrupted_stage_waits_for_its_child_then_says_so(tmp_path, how, timeout):
     runner = start_runner(tmp_path, timeout)
     if how == "Ctrl-C":  # a terminal sends SIGINT to its whole foreground process group: the runner's
@@ -98,15 +100,31 @@ def test_an_interrupted_stage_waits_for_its_child_then_says_so(tmp_path, how, ti
     elif how == "SIGINT to the runner":  # kill -INT PID, a supervisor: the runner alone
         runner.send_signal(signal.SIGINT)
         number, name = signal.SIGINT, "Ctrl-C"
-    else:
+    elif how == "SIGTERM to the runner":
         runner.send_signal(signal.SIGTERM)
         number, name = signal.SIGTERM, "SIGTERM"
+    else:  # its terminal closed: the child, in a session of its own, would get nothing; it gets a SIGTERM
+        runner.send_signal(signal.SIGHUP)
+        number, name = signal.SIGTERM, "SIGHUP"
     rest = runner.stderr.read()
     assert runner.wait(timeout=60) == 1
     # The runner waited for the child to finish, and the child got one signal (a second aborts model.train).
     assert f"child: signal {int(number)} - saved; 1 signal(s)" in rest, rest
     assert rest.strip().splitlines()[-1] == (f"Error: test stage 'child' stopped by {name}; see {tmp_path / 's.log'}; "
                                              "run it again")
+
+
+def test_a_ctrl_c_after_a_sigterm_is_the_second_signal_the_child_never_gets_twice(tmp_path):
+    """SIGTERM passed on, then a Ctrl-C: that is "stop now" (the stage is killed), never a second signal to
+    the child (which model.train would take as "abort without a checkpoint" anyway, but from us)."""
+    runner = start_runner(tmp_path, "none")
+    runner.send_signal(signal.SIGTERM)
+    time.sleep(0.1)  # the child is in its 0.5 s "saving"
+    os.killpg(runner.pid, signal.SIGINT)
+    rest = runner.stderr.read()
+    assert runner.wait(timeout=60) == 1
+    assert "second signal" not in rest and "saved" not in rest, rest  # killed while saving, signalled once
+    assert rest.strip().splitlines()[-1].startswith("Error: test stage 'child' stopped by SIGTERM; see ")
 
 
 def test_output_is_returned_and_logged(tmp_path):

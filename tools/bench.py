@@ -92,8 +92,7 @@ def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load,
         click.echo(f"wrote {json_path}")
     if png_path:
         title = f"{report['machine']['gpu_name'] or report['machine']['cpu_model']} ({device}), {arch}"
-        draw_chart(report["results"], png_path, title)
-        click.echo(f"wrote {png_path}")
+        click.echo(f"wrote {draw_chart(report['results'], png_path, title)}")
 
 
 if __name__ == "__main__":

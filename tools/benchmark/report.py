@@ -150,8 +150,8 @@ def row_label(row: dict[str, Any], varying: Sequence[str]) -> str:
     return "\n".join(parts) or row["data"]
 
 
-def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """A grouped bar chart: one group per sweep point, one bar per mode (images/s), written as PNG."""
+def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+    """A grouped bar chart: one group per sweep point, one bar per mode (images/s), written as PNG; returns the file written."""
     plt = pyplot()
     varying = [key for key in SHORT_KEYS if len({str(row[key]) for row in rows}) > 1]
     modes = [mode for mode in MODES if any(mode in row["modes"] for row in rows)]
@@ -166,4 +166,4 @@ def draw_chart(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     axes.set_ylabel("images / s")
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7)
-    save_figure(figure, path, dpi=120)
+    return save_figure(figure, path, dpi=120)

@@ -140,8 +140,8 @@ def run_selftest(options: Options) -> dict:
     """Run the plan; returns the report also written to OUT/selftest.json (see the module docstring)."""
     start = time.monotonic()
     chosen = selected(options)  # a bad --only before any folder is made
+    device, cuda = resolve_device(options.device)  # refused before any folder is made
     out = writable_folder(options.out, "--out")
-    device, cuda = resolve_device(options.device)
     work = options.work or Path(tempfile.mkdtemp(prefix="selftest-"))
     writable_folder(work, "--work")
     settings = Settings(options.quick, device, cuda, options.workers, str(Path(work).resolve()), options.inject)

@@ -56,8 +56,8 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
         raise InputError(f"unknown demo settings: {', '.join(sorted(unknown))}")
     recipe = {**DEMO_RECIPE, **{k: v for k, v in overrides.items() if v is not None}}
     out = Path(out)
+    device = pick_device(device)  # refused before any folder is made
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(device)
     data, resized, lists, pca, run = out / "data", out / "data256", out / "lists", out / "pca.json", out / "run"
     start = time.monotonic()
     stages = Stages(out / "demo.log", "demo")

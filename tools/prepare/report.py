@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline.atomic import write_atomic
+from pipeline.atomic import replacing
 from pipeline.filelist import format_line
 
 # One listed image: (split, path written in the list, class id, original width, original height).
@@ -21,8 +21,11 @@ Listed = tuple[str, str, str, int, int]
 
 def write_text(path: Path, lines: Iterable[str]) -> None:
     """Write lines (each followed by a newline) atomically: temp file, then rename."""
-    # backslashreplace: a name that is not UTF-8 (rejected, never listed) still gets a readable row.
-    write_atomic(path, "".join(line + "\n" for line in lines), errors="backslashreplace")
+    with replacing(path) as part:  # streamed: ImageNet's train list is 1.28 M rows
+        # backslashreplace: a name that is not UTF-8 (rejected, never listed) still gets a readable row.
+        with open(part, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as handle:
+            for line in lines:
+                handle.write(line + "\n")
 
 
 def _one_field(text: str) -> str:

@@ -34,9 +34,11 @@ def save_figure(figure, path: Path | str, dpi: int) -> Path:
     plt = pyplot()
     path = Path(path)
     figure.tight_layout()
+    if not path.suffix:  # as matplotlib does for a name without an extension
+        path = path.with_name(path.name + ".png")
     try:
         with replacing(path) as temp:  # a reader never sees half a PNG
-            figure.savefig(temp, dpi=dpi)
+            figure.savefig(temp, dpi=dpi, format=path.suffix[1:].lower())
     finally:
         plt.close(figure)
     return path

@@ -10,8 +10,9 @@ A failure is one line: StageFailed says why (exit status, signal or time limit) 
 words. The child runs in a process group of its own, so that at a time limit everything it started (DALI
 threads, worker pools, DDP ranks) goes with it.
 
-Signals: a Ctrl-C (the terminal signals its foreground group, which the child is not in) or a SIGINT or
-SIGTERM sent to this process alone is passed on to the child once: `model.train` then finishes its
+Signals: a Ctrl-C (the terminal signals its foreground group, which the child is not in), a SIGINT or a
+SIGTERM sent to this process alone, or a SIGHUP (the terminal closed; passed on as SIGTERM) reaches the child
+once, from here: `model.train` then finishes its
 step and writes a checkpoint, so the stage waits for it before it reports StageStopped. The child must get
 one signal only (a second one makes model.train stop at once); a second Ctrl-C here stops the waiting and
 kills the stage.
@@ -115,33 +116,43 @@ class Stages:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                    env=env, errors="replace", start_new_session=True)
         expired = threading.Event()
-        timer = None
-        if timeout is not None:
-            timer = threading.Timer(max(timeout, 0.0), _kill_group, (process, expired))
-            timer.start()
         lines: list[str] = []
         signalled: list[str] = []
-        previous = _forward_sigterm(process, signalled)
+        timer, previous = None, {}
         try:
+            if timeout is not None:
+                timer = threading.Timer(max(timeout, 0.0), _kill_group, (process, expired))
+                timer.daemon = True  # never keeps this process alive
+                timer.start()
+            previous = _forward_stops(process, signalled)
             try:
                 for line in process.stdout:  # stream: training prints progress as it goes
                     self._write(line)
                     lines.append(line)
-            except KeyboardInterrupt:  # pass it on, let the child write its checkpoint, then say so
-                signalled.insert(0, "Ctrl-C")
-                process.send_signal(signal.SIGINT)  # the child only: it stops what it started
+                process.wait()
+            except KeyboardInterrupt:  # pass it on (once), let the child write its checkpoint, then say so
+                if signalled:  # the child was already told (SIGTERM, SIGHUP): this is the second, "stop now"
+                    _signal_group(process, signal.SIGKILL)
+                else:
+                    signalled.append("Ctrl-C")
+                    process.send_signal(signal.SIGINT)  # the child only: it stops what it started
                 try:
                     for line in process.stdout:
                         self._write(line)
                         lines.append(line)
+                    process.wait()
                 except KeyboardInterrupt:  # a second one: stop waiting
                     _signal_group(process, signal.SIGKILL)
-            process.wait()
+                    process.wait()
         finally:
+            if process.poll() is None:  # an exception of our own: the stage does not outlive it
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
             if timer is not None:
                 timer.cancel()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+                timer.join()  # a timer that already fired has set `expired` before we read it
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         return process.returncode, lines, expired.is_set(), signalled[0] if signalled else None
 
     def tool(self, name: str, *args: object, timeout: float | None = None) -> str:
@@ -176,19 +187,23 @@ def _kill_group(process: subprocess.Popen, expired: threading.Event) -> None:
     _signal_group(process, signal.SIGKILL)
 
 
-def _forward_sigterm(process: subprocess.Popen, signalled: list[str]):
-    """While `process` runs, a SIGTERM to this process is sent on to it (once) and noted in `signalled`.
-    Returns the handler to restore, or None outside the main thread (no handlers there)."""
+def _forward_stops(process: subprocess.Popen, signalled: list[str]) -> dict:
+    """While `process` runs, a SIGTERM to this process, or a SIGHUP (its terminal closed: the child, in a
+    session of its own, gets none), is sent on to it as SIGTERM, once for both, and noted in `signalled`.
+    Returns the handlers to restore ({} outside the main thread, where there are none)."""
 
     def forward(signum, frame):
         if not signalled:
-            signalled.append("SIGTERM")
+            signalled.append(signal.Signals(signum).name)
             process.send_signal(signal.SIGTERM)
 
+    previous = {}
     try:
-        return signal.signal(signal.SIGTERM, forward)
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            previous[number] = signal.signal(number, forward)
     except ValueError:  # not the main thread
-        return None
+        pass
+    return previous
 
 
 def parse_evaluation(output: str, log: str) -> dict[str, dict[str, float]]:

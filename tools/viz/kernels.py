@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from model.checkpoint import load_checkpoint
+from pipeline.atomic import replacing
 from pipeline.errors import InputError
 
 COLUMNS = 16
@@ -79,6 +80,6 @@ def conv1_weight(checkpoint: Path) -> np.ndarray:
 def draw_kernels(checkpoint: Path, out_png: Path, zoom: int = ZOOM) -> Path:
     """Write the Figure 3 mosaic of `checkpoint` to `out_png` (PNG, exact pixels). Returns out_png."""
     mosaic = kernel_mosaic(conv1_weight(checkpoint), zoom)
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mosaic, "RGB").save(out_png)
+    with replacing(out_png) as temp:  # a reader never sees half a PNG
+        Image.fromarray(mosaic, "RGB").save(temp, "PNG")
     return Path(out_png)
