@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import replacing
 from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca, mean_image_file, write_mean_image
@@ -90,18 +90,15 @@ def write_pca(document: dict, out: Path, mean_image: np.ndarray | None = None) -
     The mean image goes first into its own content-named file beside it (pipeline.pca.write_mean_image);
     the side file of the pca.json this one replaces is deleted once the new pair is in place.
     """
-    previous = mean_image_file(out)
-    temp, new = out.with_name(out.name + ".tmp"), None
+    previous, new = mean_image_file(out), None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if mean_image is not None:
-            document = {**document, "mean_image": write_mean_image(mean_image, out)}
-        new = mean_image_file_of(document, out)
-        temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        load_pca(temp)
-        os.replace(temp, out)
+        with replacing(out) as temp:  # the folder is made; a failure leaves no temporary file
+            if mean_image is not None:
+                document = {**document, "mean_image": write_mean_image(mean_image, out)}
+            new = mean_image_file_of(document, out)
+            temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            load_pca(temp)  # checked before it replaces anything
     except (InputError, OSError) as error:  # OSError: e.g. the disk filled up during the computation
-        temp.unlink(missing_ok=True)
         if new is not None and new != previous:
             new.unlink(missing_ok=True)
         if isinstance(error, InputError):

@@ -126,10 +126,7 @@ class Stages:
                 timer.start()
             previous = _forward_stops(process, signalled)
             try:
-                for line in process.stdout:  # stream: training prints progress as it goes
-                    self._write(line)
-                    lines.append(line)
-                process.wait()
+                self._drain(process, lines)
             except KeyboardInterrupt:  # pass it on (once), let the child write its checkpoint, then say so
                 if signalled:  # the child was already told (SIGTERM, SIGHUP): this is the second, "stop now"
                     _signal_group(process, signal.SIGKILL)
@@ -137,10 +134,7 @@ class Stages:
                     signalled.append("Ctrl-C")
                     process.send_signal(signal.SIGINT)  # the child only: it stops what it started
                 try:
-                    for line in process.stdout:
-                        self._write(line)
-                        lines.append(line)
-                    process.wait()
+                    self._drain(process, lines)
                 except KeyboardInterrupt:  # a second one: stop waiting
                     _signal_group(process, signal.SIGKILL)
                     process.wait()
@@ -154,6 +148,13 @@ class Stages:
             for number, handler in previous.items():
                 signal.signal(number, handler)
         return process.returncode, lines, expired.is_set(), signalled[0] if signalled else None
+
+    def _drain(self, process: subprocess.Popen, lines: list[str]) -> None:
+        """Stream the child's output as it comes (training prints progress) into `lines`, then wait for it."""
+        for line in process.stdout:
+            self._write(line)
+            lines.append(line)
+        process.wait()
 
     def tool(self, name: str, *args: object, timeout: float | None = None) -> str:
         """An `imagenet-tools` subcommand, run as `python -m tools.cli ...` with this interpreter."""
