@@ -56,6 +56,8 @@ class ScheduleConfig:
         patience: plateau only: epochs without improvement before a drop.
         max_drops: plateau only: how many drops at most.
         step_size: step only: epochs between drops.
+        warmup_epochs: the rate rises linearly from lr / W to lr over the first W = warmup_epochs x steps
+            per epoch updates (model/warmup.py); 0: none (the paper).
     """
 
     kind: Literal["plateau", "step"] = "plateau"
@@ -63,6 +65,7 @@ class ScheduleConfig:
     patience: int = 3
     max_drops: int = MAX_LR_DROPS
     step_size: int = STEP_SIZE_EPOCHS
+    warmup_epochs: float = 0.0
 
 
 @dataclass(frozen=True)

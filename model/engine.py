@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.metrics import EpochClock, Meter
+from model.warmup import ChanceWatch, Warmup
 
 # Softmax probabilities are averaged over the ten views; clamp before the log so a view-averaged
 # probability of 0 gives a large finite loss instead of inf.
@@ -43,6 +44,8 @@ class Trainer:
     scaler: torch.amp.GradScaler | None = None
     channels_last: bool = False
     reduce: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+    warmup: Warmup | None = None
+    chance: ChanceWatch | None = None
 
     def to_device(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(self.device, non_blocking=True)
@@ -62,6 +65,12 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> 
         logits = trainer.model(images)
         loss = F.cross_entropy(logits.float(), labels)
     trainer.optimizer.zero_grad(set_to_none=True)
+    # A warm-up scales the rate of this one update; the groups keep the schedule's rate between steps, so
+    # the schedulers (and checkpoints) never see a warmed rate (model/warmup.py).
+    scale = trainer.warmup.next_scale() if trainer.warmup is not None else 1.0
+    scheduled = [group["lr"] for group in trainer.optimizer.param_groups]
+    for group, lr in zip(trainer.optimizer.param_groups, scheduled):
+        group["lr"] = lr * scale
     if trainer.scaler is not None and trainer.scaler.is_enabled():
         trainer.scaler.scale(loss).backward()
         trainer.scaler.step(trainer.optimizer)
@@ -69,6 +78,10 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> 
     else:
         loss.backward()
         trainer.optimizer.step()
+    for group, lr in zip(trainer.optimizer.param_groups, scheduled):
+        group["lr"] = lr
+    if trainer.chance is not None:
+        trainer.chance.add(loss)
     return loss, logits
 
 
@@ -124,6 +137,8 @@ def train_one_epoch(
             meter.check_finite(f"epoch {epoch}, batch {done}")
             if log:
                 progress(epoch, done, total, meter, trainer, clock)
+                if trainer.chance is not None:
+                    trainer.chance.report()
         if after_step is not None and after_step(done):
             break
     meter.check_finite(f"epoch {epoch}")  # reads the sums: the device has finished the epoch's steps
@@ -134,7 +149,7 @@ def train_one_epoch(
 def progress(epoch: int, done: int, total: int, meter: Meter, trainer: Trainer, clock: EpochClock) -> None:
     """One progress line on stderr."""
     loss, top1, _ = meter.summary()
-    lr = trainer.optimizer.param_groups[0]["lr"]
+    lr = trainer.optimizer.param_groups[0]["lr"] * (trainer.warmup.last_scale if trainer.warmup is not None else 1.0)
     status_line(f"epoch {epoch} [{done:>5}/{total}] loss {loss:.4f} top-1 err {top1:5.1f}% lr {lr:.3g} "
                 f"{clock.images_per_s():7.1f} img/s data wait {clock.data_wait_frac():4.0%}", last=done == total)
 

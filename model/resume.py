@@ -69,6 +69,7 @@ CHANGED = (
     Setting("patience", "--patience", "ScheduleConfig", "patience"),
     Setting("step_size", "--step-size", "ScheduleConfig", "step_size"),
     Setting("epochs", "--epochs", "ScheduleConfig", "epochs"),
+    Setting("lr_warmup_epochs", "--lr-warmup-epochs", "ScheduleConfig", "warmup_epochs"),
 )
 EVALUATION = tuple(s for s in KEPT if s.field in ("normalize", "pca", "crop", "mean_window"))
 PATH_FIELDS = ("pca",)

@@ -26,6 +26,7 @@ from model.resume import announce, apply_changes, evaluation_settings, resume_se
 from model.run_folder import RunFolder
 from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
 from model.variants import net_entry, resolve_decay_biases, resolve_net
+from model.warmup import ChanceWatch, Warmup, warmup_steps
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
 from pipeline.filelist import read_class_table, read_file_list
@@ -129,7 +130,7 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=run.amp == "fp16")
         forward = torch.compile(net) if run.compile else net
         trainer = Trainer(forward, optimizer, ctx.device, AMP_DTYPES[run.amp], scaler, run.channels_last,
-                          lambda tensor: parallel.all_reduce_sum(tensor, ctx))
+                          lambda tensor: parallel.all_reduce_sum(tensor, ctx), chance=ChanceWatch(num_classes))
         position = Position()
         if checkpoint is not None and not run.evaluate:
             parallel.load_optimizer_state_dict(optimizer, checkpoint["optimizer"], net, ctx)  # any mode's
@@ -230,6 +231,9 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     if total == 0:
         raise no_full_batch(session)
     skip = pos.epoch_step if epoch == pos.epoch else 0
+    # The warm-up counts updates from the run's first (pos.step after the skipped batches), so a resumed
+    # run continues it exactly.
+    session.trainer.warmup = Warmup(warmup_steps(session.schedule.warmup_epochs, total), pos.step)
     # Dropout's masks: a new stream each epoch, and under DDP a different one on each rank (with one seed
     # for all, every rank would drop the same units).
     torch.manual_seed(run.seed + epoch + RANK_SEED_STRIDE * ctx.rank)

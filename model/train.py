@@ -59,7 +59,7 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
     optim = OptimConfig(lr=options["lr"], momentum=options["momentum"], weight_decay=options["wd"],
                         decay_biases=options["wd_biases"])
     schedule = ScheduleConfig(kind=options["schedule"], epochs=options["epochs"], patience=options["patience"],
-                              step_size=options["step_size"])
+                              step_size=options["step_size"], warmup_epochs=options["lr_warmup_epochs"])
     run = RunConfig(
         arch=options["arch"], out=Path(options["out"]), classes=lists / "classes.tsv", device=options["device"],
         amp=options["amp"], channels_last=options["channels_last"], compile=options["compile"],
@@ -130,6 +130,9 @@ POSITIVE = FiniteFloat(min=0.0, min_open=True)
               help="plateau: lr/10 when val top-1 has not improved for --patience epochs (3 times at most).")
 @click.option("--patience", type=INT_1, default=3, help="plateau: epochs without improvement before lr/10.")
 @click.option("--step-size", type=INT_1, default=30, help="step: epochs between lr/10.")
+@click.option("--lr-warmup-epochs", type=FiniteFloat(min=0.0), default=0.0,
+              help="Raise the rate linearly from lr/W to lr over the first W = this x steps-per-epoch updates "
+                   "(torchvision's name); 0: none.")
 @click.option("--resume", type=click.Path(), default=None, help="Checkpoint (or run folder) to continue from.")
 @click.option("-e", "--evaluate", is_flag=True, help="Evaluate --resume on the validation list and exit.")
 @click.option("--ten-crop", is_flag=True, help="Also report 10-crop validation error (§6).")
