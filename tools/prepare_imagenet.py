@@ -63,9 +63,12 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
                f"{_count(timing['workers'], 'worker', 'workers')} ({timing['check_s']:.1f} s)")
     if summary["rejected"]["by_reason"]:
         click.echo("rejected: " + ", ".join(f"{why} {n}" for why, n in summary["rejected"]["by_reason"].items()))
-    if summary["resize"]:
-        click.echo(f"resized to {summary['resize']}: {timing['written']} written, {timing['kept']} kept from "
-                   f"an earlier run ({timing['convert_s']:.1f} s)")
+    if summary["resize"] or timing["written"] or timing["kept"] or timing["redone"]:
+        what = f"resized to {summary['resize']}" if summary["resize"] else "repaired copies"
+        redone = sum(timing["redone"].values())
+        why = "; ".join(f"{reason} {n}" for reason, n in timing["redone"].items())
+        click.echo(f"{what}: {timing['written']} written, {timing['kept']} kept from an earlier run"
+                   f"{f', {redone} redone ({why})' if redone else ''} ({timing['convert_s']:.1f} s)")
     if summary["empty_class_folders"]:
         folders = summary["empty_class_folders"]
         click.echo(f"skipped {_count(len(folders), 'class folder', 'class folders')} with no valid image "

@@ -94,7 +94,10 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
     for (index, split, rel, class_id, _, width, height), name, (outcome, message) in zip(todo, names, results):
         if outcome == "nospace":
             raise InputError(f"{message}: free some space and run the same command again "
-                             "(images already written are kept)")
+                             "(complete copies already written are kept)")
+        if outcome == "nowrite":
+            raise InputError(f"{message}; make the folder writable or choose another "
+                             f"{'--resized-root' if resizing else '--repair-dir'}")
         if outcome == "failed":
             failed.append((index, rel, message))
             continue
@@ -102,8 +105,9 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
         list_path = name if resizing else os.path.relpath(base.resolve() / name, options.root.resolve())
         listed.append((index, (split, list_path, class_id, width, height)))
     outcomes = Counter(outcome for outcome, _ in results)
+    redone = Counter(message for outcome, message in results if outcome == "redone")
     return listed, failed, {"convert_s": round(time.perf_counter() - start, 3), "written": outcomes["done"],
-                            "kept": outcomes["kept"]}
+                            "kept": outcomes["kept"], "redone": dict(redone)}
 
 
 def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list, list, list, list, dict]:
@@ -217,7 +221,7 @@ def _check_and_convert(options: PrepareOptions, items: list, workers: int) -> tu
     verdicts = _check_all(options, items, workers)
     check_s = time.perf_counter() - start
     listed, todo, rejected, not_images, fixable = _triage(options, items, verdicts)
-    converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0}, []
+    converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0, "redone": {}}, []
     if todo:
         converted, failed, converted_report = _convert(options, todo, workers)
         listed += converted
