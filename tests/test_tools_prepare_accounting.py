@@ -14,7 +14,7 @@ import pytest
 from pipeline.filelist import read_file_list
 from tests.prepare_trees import (CLS_LOC, SORTED_WNIDS, write_devkit_2012, write_devkit_2015, write_images,
                                  write_kaggle, write_train, write_val)
-from tests.test_tools_prepare_check import run_prepare, small_rgb
+from tests.test_tools_prepare_check import read_report, run_prepare, small_rgb
 
 
 def walked_files(root: Path) -> set[str]:
@@ -24,7 +24,7 @@ def walked_files(root: Path) -> set[str]:
 
 
 def read_tsv(path: Path) -> dict[str, str]:
-    return dict(line.split("\t") for line in path.read_text(encoding="utf-8").splitlines())
+    return read_report(path)
 
 
 def messy_imagefolder(tmp_path: Path) -> Path:

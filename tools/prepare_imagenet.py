@@ -17,7 +17,7 @@ import click
 
 from pipeline.constants import RESIZE_SHORTER
 from pipeline.errors import InputError, user_errors
-from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from tools.prepare.check import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from tools.prepare.layouts import LAYOUTS
 from tools.prepare.run import PrepareOptions, prepare
 
@@ -44,6 +44,10 @@ def _count(number: int, one: str, many: str) -> str:
               help="Reject images with a side shorter than this.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Reject images with more pixels than this.")
+@click.option("--max-aspect", type=click.FloatRange(min=1), default=DEFAULT_MAX_ASPECT, show_default=True,
+              help="Reject images whose long side is more than this many times the short side.")
+@click.option("--unpack", is_flag=True,
+              help="Unpack class tars found in train/ (n01440764.tar ...) into train/<wnid>/ first.")
 @click.option("--skip-empty-classes", is_flag=True,
               help="Go on when a class folder has no valid image (it is listed in rejected.tsv; its class keeps "
                    "its label). Default: stop with an error.")

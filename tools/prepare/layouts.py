@@ -19,6 +19,7 @@ from pathlib import Path
 from pipeline.errors import InputError
 from tools.prepare.devkit import DEVKIT_FOLDERS
 from tools.prepare.labels import ValLabels, choose_labels
+from tools.prepare.links import drop_linked_copies
 from tools.prepare.places import Places, find_places, has_flat_val_images
 from tools.prepare.tree import Tree, has_image_name, image_id, is_archive, is_hidden, walk
 
@@ -86,6 +87,7 @@ def scan(root: Path, layout: str = "auto", devkit: Path | None = None) -> Datase
     else:
         dataset.classes = labels.classes
         _drop_flat_copies(dataset, places.splits.get("val"))
+    drop_linked_copies(root, tree.links, dataset.entries, dataset.ignored)
     return dataset
 
 

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.errors import InputError
-from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
+from tools.prepare.check import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
 from tools.prepare.layouts import SPLITS, Dataset, scan
 from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
@@ -44,22 +44,24 @@ class PrepareOptions:
     workers: int | None = None
     min_side: int = DEFAULT_MIN_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect: float = DEFAULT_MAX_ASPECT
+    unpack: bool = False
     skip_empty_classes: bool = False
 
 
 def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[str, str]]]:
-    """Split off files whose names cannot be written into a file list (line breaks, undecodable bytes)."""
+    """Split off files whose names cannot be written into a file list (line breaks, undecodable bytes); the
+    reports write such names escaped (tools.prepare.report.escape_name)."""
     good, bad = [], []
     for item in items:
         rel = item[1]
         if "\n" in rel or "\r" in rel:
-            bad.append((rel.replace("\n", "\\n").replace("\r", "\\r"), "line break in the file name"))
+            bad.append((rel, "line break in the file name (a file list holds one name per line)"))
             continue
         try:
             rel.encode("utf-8")
         except UnicodeEncodeError:
-            bad.append((rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                        "file name is not valid UTF-8"))
+            bad.append((rel, "file name is not valid UTF-8 (file lists are UTF-8)"))
             continue
         good.append(item)
     return good, bad
@@ -140,7 +142,7 @@ def _check_all(options: PrepareOptions, items: list, workers: int) -> list:
     """The verdict of every file (tools.prepare.check), on `workers` processes."""
     paths = [str(options.root / rel) for _, rel, _ in items]
     return run_jobs(partial(check_file, check=options.check, min_side=options.min_side,
-                            max_pixels=options.max_pixels),
+                            max_pixels=options.max_pixels, max_aspect=options.max_aspect),
                     paths, _pool_size(workers, paths), f"check ({options.check})", name="prepare")
 
 
