@@ -3,7 +3,6 @@ class tars where class folders should be; and the list parser's word on a tab be
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -61,3 +60,73 @@ def test_each_real_file_is_listed_once(tmp_path: Path) -> None:
         "train/n02/far2.JPEG": "duplicate (a link to the same file as train/n02/far1.JPEG, which is listed)",
         "val/n02/y.JPEG": "duplicate (a link to the same file as train/n02/x.JPEG, which is listed)"}
     assert "files under ROOT: 9 = 5 listed + 0 repaired and listed + 0 rejected + 4 ignored" in result.output
+
+
+def class_tar(path: Path, members: dict[str, bytes]) -> None:
+    """A tar like those inside ILSVRC2012_img_train.tar: member name -> bytes."""
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def tars_tree(tmp_path: Path) -> Path:
+    """train/ with two class tars (as the official training archive unpacks), val/ sorted into class folders."""
+    root = tmp_path / "root"
+    (root / "train").mkdir(parents=True)
+    for index, wnid in enumerate(("n01440764", "n01443537")):
+        class_tar(root / "train" / f"{wnid}.tar",
+                  {f"{wnid}_{i}.JPEG": jpeg_bytes(small_rgb(seed=index + i)) for i in range(2)})
+        (root / "val" / wnid).mkdir(parents=True)
+        small_rgb(seed=index).save(root / "val" / wnid / f"ILSVRC2012_val_0000000{index + 1}.JPEG")
+    return root
+
+
+def test_class_tars_in_train_are_refused_with_the_command_or_unpacked(tmp_path: Path) -> None:
+    root, out = tars_tree(tmp_path), tmp_path / "out"
+    refused = run_prepare(root, "--out", out)
+    assert refused.exit_code == 1
+    last = refused.output.strip().splitlines()[-1]
+    assert last == (f"Error: {root / 'train'}: holds 2 class tars (n01440764.tar, n01443537.tar, ...) that are not "
+                    "unpacked into class folders, so no training image could be listed from them; run "
+                    f"`imagenet-tools prepare {root} --out {out} --unpack` to unpack each into its class folder "
+                    "<wnid>/ beside it first")
+    assert not (out / "train.txt").exists()
+    result = run_prepare(root, "--out", out, "--unpack")
+    assert result.exit_code == 0, result.output
+    assert read_file_list(out / "train.txt") == [("train/n01440764/n01440764_0.JPEG", 0),
+                                                ("train/n01440764/n01440764_1.JPEG", 0),
+                                                ("train/n01443537/n01443537_0.JPEG", 1),
+                                                ("train/n01443537/n01443537_1.JPEG", 1)]
+    assert (root / "train" / "n01440764" / "n01440764_1.JPEG").read_bytes() == jpeg_bytes(small_rgb(seed=1))
+    assert not list((root / "train").glob(".*"))  # no temporary folder left
+    assert "unpacked 2 class tars beside themselves" in result.output
+    assert read_report(out / "ignored.tsv")["train/n01440764.tar"].startswith("archive (a class tar; its class")
+    again = run_prepare(root, "--out", out)  # unpacked: a plain run now lists them, no --unpack needed
+    assert again.exit_code == 0 and len(read_file_list(out / "train.txt")) == 4
+
+
+@pytest.mark.parametrize("member", ["../escaped.JPEG", "/tmp/absolute.JPEG", "sub/../../escaped.JPEG"])
+def test_unpack_refuses_members_outside_the_class_folder(tmp_path: Path, member: str) -> None:
+    root, out = tars_tree(tmp_path), tmp_path / "out"
+    class_tar(root / "train" / "n01440764.tar", {"fine.JPEG": jpeg_bytes(small_rgb()), member: b"x"})
+    result = run_prepare(root, "--out", out, "--unpack")
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {root / 'train' / 'n01440764.tar'}: member {member!r} has ")
+    assert "refusing to unpack it (nothing was written)" in last
+    assert not (root / "train" / "n01440764").exists() and not (root / "train" / "escaped.JPEG").exists()
+    assert not Path("/tmp/absolute.JPEG").exists()
+    assert not list((root / "train").glob(".*"))
+
+
+def test_a_tab_before_the_label_is_named(tmp_path: Path) -> None:
+    lists = tmp_path / "train.txt"
+    lists.write_text("train/n01/a.JPEG 0\ntrain/n01/b c.JPEG\t1\n")
+    with pytest.raises(InputError) as error:
+        read_file_list(lists)
+    assert str(error.value) == (f"{lists}:2: a tab before the label; the label must follow a space: "
+                                "'<path> <label>', e.g. 'train/n01/b c.JPEG 1'")
+    lists.write_text("train/n01/tab\tin name.JPEG 0\n")  # a tab inside a name is not the separator
+    assert read_file_list(lists) == [("train/n01/tab\tin name.JPEG", 0)]

@@ -61,6 +61,10 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     summary = prepare(PrepareOptions(root=root, out=out, resize=resize, resized_root=resized_root, **flags))
     timing = summary["timing"]
     counts = ", ".join(f"{split} {entry['images']}" for split, entry in summary["splits"].items())
+    if summary["unpacked"]:
+        click.echo(f"unpacked {_count(len(summary['unpacked']), 'class tar', 'class tars')} beside "
+                   f"{'themselves' if len(summary['unpacked']) > 1 else 'itself'}: "
+                   f"{', '.join(summary['unpacked'][:3])}{' ...' if len(summary['unpacked']) > 3 else ''}")
     click.echo(f"layout {summary['layout']}: {_count(summary['classes'], 'class', 'classes')}; listed {counts}; "
                f"repaired {summary['repaired']['count']}, rejected {summary['rejected']['count']}")
     click.echo(f"check ({summary['check']}): {timing['check_files_per_s']:,} files/s on "

@@ -143,6 +143,8 @@ def _split_file(root: Path, rel: str, split: str, inside: str, labels: ValLabels
         dataset.entries[split].append((rel, class_id))
     elif labelled and image_id(rel) in labels.by_image:
         dataset.entries[split].append((rel, labels.by_image[image_id(rel)][0]))
+    elif is_archive(rel) and (split, inside[:-4]) in dataset.class_dirs:
+        dataset.ignored.append((rel, f"archive (a class tar; its class folder {inside[:-4]}/ is beside it)"))
     elif is_archive(rel):
         dataset.ignored.append((rel, "archive (not unpacked: a class tar? unpack it into its class folder)"))
     elif not has_image_name(rel):

@@ -19,6 +19,7 @@ from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
 from tools.prepare.tree import has_image_name
+from tools.prepare.unpack import refuse_class_tars, unpack_class_tars
 from pipeline.processes import usable_cpus
 from tools.shared.jobs import run_jobs
 
@@ -157,7 +158,8 @@ def prepare(options: PrepareOptions) -> dict:
 
     Raises:
         InputError: no such folder, an output inside ROOT or not writable, unknown layout, label files
-            missing, no images, a class folder with no valid image (unless skip_empty_classes), a full disk.
+            missing, no images, a class folder with no valid image (unless skip_empty_classes), a full disk,
+            class tars in train/ not unpacked (unless unpack; then an unsafe or unreadable tar).
     """
     if not options.root.is_dir():
         raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
@@ -166,14 +168,16 @@ def prepare(options: PrepareOptions) -> dict:
     new_repair_dir = repairs and not options.repair_dir.exists()
     check_outputs(options.root, options.out, options.repair_dir, options.resized_root, options.resize,
                   options.quality, repairs)
+    unpacked = unpack_class_tars(options.root) if options.unpack else []
+    refuse_class_tars(options.root, options.out)
     try:
-        return _run(options)
+        return _run(options, unpacked)
     finally:
         if new_repair_dir and options.repair_dir.is_dir() and not any(options.repair_dir.iterdir()):
             options.repair_dir.rmdir()  # made for the writability check; nothing needed repair
 
 
-def _run(options: PrepareOptions) -> dict:
+def _run(options: PrepareOptions, unpacked: list[str]) -> dict:
     """prepare() once its outputs are known to be writable."""
     root, out = options.root, options.out
     workers = options.workers or usable_cpus()
@@ -197,7 +201,7 @@ def _run(options: PrepareOptions) -> dict:
     empty = _empty_class_folders(dataset, {(split, cid) for split, _, cid, _, _ in rows}, rejections, ignored)
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
     list_root = options.resized_root if options.resize else root
-    settings.update(layout=dataset.layout, lists_relative_to=str(list_root.resolve()))
+    settings.update(layout=dataset.layout, lists_relative_to=str(list_root.resolve()), unpacked=unpacked)
     summary = summarize(rows, dataset.classes, repaired, rejections, settings,
                         {"scan_s": round(scan_s, 3), **timing, "workers": workers}, ignored=ignored, files=files,
                         empty_class_folders=[folder for folder, _ in empty])
