@@ -36,7 +36,7 @@ def _one_field(text: str) -> str:
 # How rejected.tsv and ignored.tsv write a path, so that any name can be found again (`unescape_name`).
 ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
-NAME_FORM = ("path relative to ROOT in UTF-8; \\\\ \\t \\n \\r stand for a backslash, tab, line feed, carriage "
+NAME_FORM = ("relative to ROOT, in UTF-8; \\\\ \\t \\n \\r stand for a backslash, tab, line feed, carriage "
              "return, and \\xHH for a byte of the name that is not UTF-8 "
              "(tools.prepare.report.unescape_name gives back the name)")
 

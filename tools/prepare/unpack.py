@@ -38,9 +38,9 @@ def refuse_class_tars(root: Path, out: Path) -> None:
     """Raise, naming the command that unpacks them, if ROOT's train folder holds class tars not unpacked."""
     tars = class_tars(root)
     if tars:
-        more = f", {tars[1].name}, ..." if len(tars) > 1 else ""
+        names = ", ".join(tar.name for tar in tars[:2]) + (", ..." if len(tars) > 2 else "")
         raise InputError(f"{tars[0].parent}: holds {len(tars)} class tar{'s' if len(tars) > 1 else ''} "
-                         f"({tars[0].name}{more}) that are not unpacked into class folders, so no training image "
+                         f"({names}) that are not unpacked into class folders, so no training image "
                          f"could be listed from them; run `imagenet-tools prepare {root} --out {out} --unpack` "
                          "to unpack each into its class folder <wnid>/ beside it first")
 
