@@ -203,3 +203,28 @@ def test_exif_orientation_is_applied_like_dali(tmp_path: Path) -> None:
     pipe = decode()
     pipe.build()
     assert np.asarray(pipe.run()[0][0]).shape == (80, 40, 3)  # upright: height 80, width 40
+
+
+def test_unchanged_jpeg_is_copied_with_only_its_stamp_added(tmp_path: Path) -> None:
+    """Shorter side already 256: the copy is the source's bytes plus one comment segment, same pixels in DALI."""
+    root, resized = tmp_path / "root", tmp_path / "r"
+    (root / "train" / "n01").mkdir(parents=True)
+    source = root / "train" / "n01" / "a.JPEG"
+    small_rgb(300, 256).save(source, "JPEG", quality=90)
+    assert run_prepare(root, "--out", tmp_path / "out", "--resized-root", resized).exit_code == 0
+    original, copy = source.read_bytes(), (resized / "train" / "n01" / "a.JPEG").read_bytes()
+    segment = 2 + int.from_bytes(copy[4:6], "big")
+    assert copy[2:4] == b"\xff\xfe" and copy[:2] + copy[2 + segment:] == original
+    assert copy[6:2 + segment].startswith(reencode.STAMP_PREFIX)
+    dali = pytest.importorskip("nvidia.dali", reason="DALI is not installed")
+    from nvidia.dali import fn, types
+
+    @dali.pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def decode():
+        jpegs, _ = fn.readers.file(files=[str(resized / "train" / "n01" / "a.JPEG")])
+        return fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+
+    pipe = decode()
+    pipe.build()
+    with Image.open(source) as image:
+        np.testing.assert_array_equal(np.asarray(pipe.run()[0][0]), np.asarray(image.convert("RGB")))
