@@ -28,7 +28,7 @@ def read_file_list(list_path: Path, num_classes: int | None = None) -> list[tupl
         (relative path, label) pairs in file order.
 
     Raises:
-        InputError: missing file, a line without a label, a label that is not a non-negative
+        InputError: missing file, a line without a label, a tab before the label, a label that is not a non-negative
             integer or is out of range, a path listed twice; the message names the file and line.
     """
     list_path = Path(list_path)
@@ -41,8 +41,12 @@ def read_file_list(list_path: Path, num_classes: int | None = None) -> list[tupl
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
                 continue
-            relpath, _, label_text = line.rpartition(" ")
             where = f"{list_path}:{number}"
+            before_tab, tab, after_tab = line.rpartition("\t")
+            if tab and after_tab.strip().isdigit():
+                raise InputError(f"{where}: a tab before the label; the label must follow a space: "
+                                 f"'<path> <label>', e.g. '{before_tab.strip()} {after_tab.strip()}'")
+            relpath, _, label_text = line.rpartition(" ")
             if not relpath:
                 raise InputError(f"{where}: expected '<path> <label>', got {line!r}")
             try:

@@ -14,7 +14,7 @@ import pytest
 from pipeline.filelist import read_file_list
 from tests.prepare_trees import (CLS_LOC, SORTED_WNIDS, write_devkit_2012, write_devkit_2015, write_images,
                                  write_kaggle, write_train, write_val)
-from tests.test_tools_prepare_check import run_prepare, small_rgb
+from tests.test_tools_prepare_check import read_report, run_prepare, small_rgb
 
 
 def walked_files(root: Path) -> set[str]:
@@ -24,7 +24,7 @@ def walked_files(root: Path) -> set[str]:
 
 
 def read_tsv(path: Path) -> dict[str, str]:
-    return dict(line.split("\t") for line in path.read_text(encoding="utf-8").splitlines())
+    return read_report(path)
 
 
 def messy_imagefolder(tmp_path: Path) -> Path:
@@ -42,7 +42,7 @@ def messy_imagefolder(tmp_path: Path) -> Path:
     write_images(root / "train" / SORTED_WNIDS[1], ["c.JPEG"])
     write_images(root / "train", ["loose.JPEG"])  # rejected: not inside a class folder
     (root / "train" / "notes.txt").write_text("x")
-    (root / "train" / f"{SORTED_WNIDS[2]}.tar").write_bytes(b"\0" * 512)  # a class tar never unpacked
+    (root / "train" / f"{SORTED_WNIDS[1]}.tar").write_bytes(b"\0" * 512)  # a class tar kept beside its folder
     write_images(root / "val" / SORTED_WNIDS[0], ["v.JPEG"])
     write_images(root / "val" / SORTED_WNIDS[1], ["w.JPEG"])
     (root / "LICENSE").write_text("license")
@@ -122,7 +122,7 @@ def test_ignored_reasons(tmp_path: Path) -> None:
     assert "hidden" in ignored[".git/config"]
     assert "not a regular file" in ignored[f"train/{SORTED_WNIDS[0]}/pipe.JPEG"]
     assert "already scanned" in ignored[f"train/{SORTED_WNIDS[0]}/loop/"]
-    assert "archive" in ignored[f"train/{SORTED_WNIDS[2]}.tar"]
+    assert "class folder" in ignored[f"train/{SORTED_WNIDS[1]}.tar"]
     assert "outside" in ignored["extra/photo.JPEG"] and "outside" in ignored["LICENSE"]
     kaggle, out = kaggle_root(tmp_path), tmp_path / "out2"
     assert run_prepare(kaggle, "--out", out).exit_code == 0

@@ -16,6 +16,7 @@ from PIL import Image
 
 from pipeline.filelist import read_class_table, read_file_list
 from tools.prepare.header import read_header
+from tools.prepare.report import unescape_name
 from tools.prepare_imagenet import main
 
 def small_rgb(width: int = 48, height: int = 36, seed: int = 0) -> Image.Image:
@@ -56,9 +57,15 @@ def run_prepare(*args) -> Result:
     return result
 
 
+def read_report(path: Path) -> dict[str, str]:
+    """rejected.tsv / ignored.tsv: path -> reason, after the header line (which says how names are escaped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# path<TAB>reason") and "\\xHH" in lines[0]
+    return dict(line.split("\t") for line in lines[1:])
+
+
 def read_rejected(out: Path) -> dict[str, str]:
-    lines = (out / "rejected.tsv").read_text(encoding="utf-8").splitlines()
-    return dict(line.split("\t") for line in lines)
+    return read_report(out / "rejected.tsv")
 
 
 def test_header_matches_pil(tmp_path: Path) -> None:
@@ -109,7 +116,7 @@ def test_imagefolder_labels_match_sorted_folders(image_tree: Path, tmp_path: Pat
         for rel, label in entries:
             assert label == classes.index(rel.split("/")[1])
     assert [cid for cid, _ in read_class_table(out / "classes.tsv")] == classes
-    assert (out / "rejected.tsv").read_text() == ""
+    assert read_rejected(out) == {}
 
 
 @pytest.mark.parametrize("on_bad", ["reject", "repair"])
@@ -228,12 +235,23 @@ def test_enormous_unreadable_and_loose_files(tmp_path: Path) -> None:
 
 
 def test_name_that_is_not_utf8_is_rejected_not_fatal(tmp_path: Path) -> None:
+    """rejected.tsv writes such a name escaped (as its header line says), so it can be turned back into the name."""
     root, out = tmp_path / "root", tmp_path / "out"
     folder = root / "train" / "n01"
     folder.mkdir(parents=True)
     small_rgb().save(folder / "good.JPEG")
-    with open(os.fsencode(folder) + b"/latin1 caf\xe9.JPEG", "wb") as handle:
-        handle.write(jpeg_bytes(small_rgb()))
-    assert run_prepare(root, "--out", out).exit_code == 0
-    assert read_file_list(out / "train.txt") == [("train/n01/good.JPEG", 0)]
-    assert read_rejected(out) == {"train/n01/latin1 caf\ufffd.JPEG": "file name is not valid UTF-8"}
+    names = [b"latin1 caf\xe9.JPEG", b"byte \xff and a \\xff.JPEG", b"tab\there.JPEG", b"line\nbreak.JPEG"]
+    for name in names:
+        with open(os.fsencode(folder) + b"/" + name, "wb") as handle:
+            handle.write(jpeg_bytes(small_rgb()))
+    assert run_prepare(root, "--out", out).exit_code == 0, "a bad name is a rejected file, not a failed run"
+    assert read_file_list(out / "train.txt") == [("train/n01/good.JPEG", 0), ("train/n01/tab\there.JPEG", 0)]
+    rejected = read_rejected(out)
+    assert rejected["train/n01/latin1 caf\\xe9.JPEG"].startswith("file name is not valid UTF-8")
+    assert rejected["train/n01/byte \\xff and a \\\\xff.JPEG"].startswith("file name is not valid UTF-8")
+    assert rejected["train/n01/line\\nbreak.JPEG"].startswith("line break in the file name")
+    escaped = [row.split("\t")[0] for row in (out / "rejected.tsv").read_text("utf-8").splitlines()[1:]]
+    found_again = sorted(os.fsencode(root) + b"/" + unescape_name(text) for text in escaped)
+    assert found_again == sorted(os.fsencode(folder) + b"/" + name for name in names if b"\t" not in name)
+    for path in found_again:
+        assert os.path.isfile(path)

@@ -17,7 +17,7 @@ import click
 
 from pipeline.constants import RESIZE_SHORTER
 from pipeline.errors import InputError, user_errors
-from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from tools.prepare.check import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from tools.prepare.layouts import LAYOUTS
 from tools.prepare.run import PrepareOptions, prepare
 
@@ -44,6 +44,10 @@ def _count(number: int, one: str, many: str) -> str:
               help="Reject images with a side shorter than this.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Reject images with more pixels than this.")
+@click.option("--max-aspect", type=click.FloatRange(min=1), default=DEFAULT_MAX_ASPECT, show_default=True,
+              help="Reject images whose long side is more than this many times the short side.")
+@click.option("--unpack", is_flag=True,
+              help="Unpack class tars found in train/ (n01440764.tar ...) into train/<wnid>/ first.")
 @click.option("--skip-empty-classes", is_flag=True,
               help="Go on when a class folder has no valid image (it is listed in rejected.tsv; its class keeps "
                    "its label). Default: stop with an error.")
@@ -57,15 +61,22 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     summary = prepare(PrepareOptions(root=root, out=out, resize=resize, resized_root=resized_root, **flags))
     timing = summary["timing"]
     counts = ", ".join(f"{split} {entry['images']}" for split, entry in summary["splits"].items())
+    if summary["unpacked"]:
+        click.echo(f"unpacked {_count(len(summary['unpacked']), 'class tar', 'class tars')} beside "
+                   f"{'themselves' if len(summary['unpacked']) > 1 else 'itself'}: "
+                   f"{', '.join(summary['unpacked'][:3])}{' ...' if len(summary['unpacked']) > 3 else ''}")
     click.echo(f"layout {summary['layout']}: {_count(summary['classes'], 'class', 'classes')}; listed {counts}; "
                f"repaired {summary['repaired']['count']}, rejected {summary['rejected']['count']}")
     click.echo(f"check ({summary['check']}): {timing['check_files_per_s']:,} files/s on "
                f"{_count(timing['workers'], 'worker', 'workers')} ({timing['check_s']:.1f} s)")
     if summary["rejected"]["by_reason"]:
         click.echo("rejected: " + ", ".join(f"{why} {n}" for why, n in summary["rejected"]["by_reason"].items()))
-    if summary["resize"]:
-        click.echo(f"resized to {summary['resize']}: {timing['written']} written, {timing['kept']} kept from "
-                   f"an earlier run ({timing['convert_s']:.1f} s)")
+    if summary["resize"] or timing["written"] or timing["kept"] or timing["redone"]:
+        what = f"resized to {summary['resize']}" if summary["resize"] else "repaired copies"
+        redone = sum(timing["redone"].values())
+        why = "; ".join(f"{reason} {n}" for reason, n in timing["redone"].items())
+        click.echo(f"{what}: {timing['written']} written, {timing['kept']} kept from an earlier run"
+                   f"{f', {redone} redone ({why})' if redone else ''} ({timing['convert_s']:.1f} s)")
     if summary["empty_class_folders"]:
         folders = summary["empty_class_folders"]
         click.echo(f"skipped {_count(len(folders), 'class folder', 'class folders')} with no valid image "

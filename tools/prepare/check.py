@@ -18,6 +18,9 @@ DEFAULT_MIN_SIDE = 10
 # PIL refuses (DecompressionBombError) above twice its MAX_IMAGE_PIXELS; the largest ImageNet
 # photos are far below. Above this a decoder's buffers alone take > 0.5 GB per image.
 DEFAULT_MAX_PIXELS = 178_956_970
+# Long side / short side above this is a strip, not a photo: a 30000x20 image resized to a shorter side of 256
+# is 384000x256 (~300 MB decoded). ImageNet's most elongated photos are about 1:10.
+DEFAULT_MAX_ASPECT = 20.0
 
 
 @contextmanager
@@ -33,13 +36,15 @@ def our_size_limit() -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = before
 
 
-def check_file(path: str, check: str, min_side: int, max_pixels: int) -> Verdict:
+def check_file(path: str, check: str, min_side: int, max_pixels: int,
+               max_aspect: float = DEFAULT_MAX_ASPECT) -> Verdict:
     """Decide whether an image can go in a file list as is, after re-encoding, or not at all.
 
     Args:
         path: the image file.
         check: "header" (signature and JPEG markers only) or "decode" (also a full PIL decode).
-        min_side, max_pixels: size limits; outside them the file is rejected.
+        min_side, max_pixels, max_aspect: size limits (max_aspect: long side / short side); outside them the
+            file is rejected.
 
     Returns:
         ("ok", "", w, h): an 8-bit 3-component JPEG; ("fix", why, w, h): readable but grayscale, CMYK,
@@ -72,6 +77,10 @@ def check_file(path: str, check: str, min_side: int, max_pixels: int) -> Verdict
         return "reject", f"too small ({width}x{height}; --min-side {min_side})", width, height
     if width * height > max_pixels:
         return "reject", f"too large ({width}x{height}; --max-pixels {max_pixels})", width, height
+    if max(width, height) > max_aspect * min(width, height):
+        ratio = max(width, height) / min(width, height)
+        return ("reject", f"too elongated ({width}x{height}, {ratio:.1f}:1; --max-aspect {max_aspect:g})", width,
+                height)
     if check == "decode":
         problem = _decode_problem(path)
         if problem:

@@ -20,7 +20,7 @@ TAIL_BYTES = 1024
 SOF_HUFFMAN = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}
 SOF_UNSUPPORTED = {0xC3: "lossless", 0xC5: "hierarchical", 0xC6: "hierarchical", 0xC7: "lossless",
                    0xCB: "lossless", 0xCD: "hierarchical", 0xCE: "hierarchical", 0xCF: "lossless"}
-EOI, SOS = 0xD9, 0xDA
+EOI, SOS, COM = 0xD9, 0xDA, 0xFE
 # Formats besides JPEG and PNG that prepare accepts (re-encoded as JPEG); their size comes from PIL
 # (tools/prepare/check.py). Others with a signature (JPEG 2000, PNM) count as not an image, as before.
 OTHER_FORMATS = ("gif", "bmp", "tiff", "webp")
@@ -36,6 +36,7 @@ class Header:
         components: colour components of a JPEG (1 grey, 3 YCbCr/RGB, 4 CMYK/YCCK); PNG: 1 grey, 3 colour.
         coding: "baseline", "extended", "progressive", "arithmetic" for JPEG; "" otherwise.
         problem: why the file cannot be used at all (empty, truncated, not an image...); "" if none.
+        comment: the payload of a JPEG's first comment segment (COM) before the scan; b"" if none.
     """
 
     format: str
@@ -44,6 +45,7 @@ class Header:
     components: int = 0
     coding: str = ""
     problem: str = ""
+    comment: bytes = b""
 
 
 class _Reader:
@@ -105,7 +107,7 @@ def _read_png(head: bytes) -> Header:
 def _read_jpeg(reader: _Reader) -> Header:
     """Walk the marker segments from SOI to SOS, then look for EOI at the end of the file."""
     data = reader.data
-    pos, frame = 2, None
+    pos, frame, comment = 2, None, b""
     while True:
         # Bytes already read are checked with len(); reader.has() reads more only when needed.
         if pos + 4 > len(data):
@@ -148,7 +150,9 @@ def _read_jpeg(reader: _Reader) -> Header:
             if frame[0] == 0 or frame[1] == 0:
                 return Header("jpeg", *frame, problem="JPEG with a zero size")
             problem = "" if _ends_with_eoi(reader, end) else "truncated JPEG (no end-of-image marker)"
-            return Header("jpeg", *frame, problem=problem)
+            return Header("jpeg", *frame, problem=problem, comment=comment)
+        elif marker == COM and not comment:
+            comment = bytes(data[pos + 4:end])
         pos = end
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from pipeline.errors import InputError
 from tools.prepare.devkit import DEVKIT_FOLDERS
 from tools.prepare.labels import ValLabels, choose_labels
+from tools.prepare.links import drop_linked_copies
 from tools.prepare.places import Places, find_places, has_flat_val_images
 from tools.prepare.tree import Tree, has_image_name, image_id, is_archive, is_hidden, walk
 
@@ -86,6 +87,7 @@ def scan(root: Path, layout: str = "auto", devkit: Path | None = None) -> Datase
     else:
         dataset.classes = labels.classes
         _drop_flat_copies(dataset, places.splits.get("val"))
+    drop_linked_copies(root, tree.links, dataset.entries, dataset.ignored)
     return dataset
 
 
@@ -141,6 +143,8 @@ def _split_file(root: Path, rel: str, split: str, inside: str, labels: ValLabels
         dataset.entries[split].append((rel, class_id))
     elif labelled and image_id(rel) in labels.by_image:
         dataset.entries[split].append((rel, labels.by_image[image_id(rel)][0]))
+    elif is_archive(rel) and (split, inside[:-4]) in dataset.class_dirs:
+        dataset.ignored.append((rel, f"archive (a class tar; its class folder {inside[:-4]}/ is beside it)"))
     elif is_archive(rel):
         dataset.ignored.append((rel, "archive (not unpacked: a class tar? unpack it into its class folder)"))
     elif not has_image_name(rel):

@@ -33,18 +33,59 @@ def _one_field(text: str) -> str:
     return " ".join(text.replace("\t", " ").split())
 
 
-def write_rejected(out: Path, rejected: list[tuple[str, str]]) -> Path:
-    """rejected.tsv: `path<TAB>reason`, paths relative to ROOT, in scan order."""
-    path = out / "rejected.tsv"
-    write_text(path, (f"{_one_field(rel)}\t{_one_field(reason)}" for rel, reason in rejected))
+# How rejected.tsv and ignored.tsv write a path, so that any name can be found again (`unescape_name`).
+ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+NAME_FORM = ("relative to ROOT, in UTF-8; \\\\ \\t \\n \\r stand for a backslash, tab, line feed, carriage "
+             "return, and \\xHH for a byte of the name that is not UTF-8 "
+             "(tools.prepare.report.unescape_name gives back the name)")
+
+
+def escape_name(name: str) -> str:
+    """`name` (a str from os.fsdecode: bytes that are not UTF-8 are surrogates) in the reports' escaped form."""
+    out = []
+    for char in name:
+        if char in ESCAPES:
+            out.append(ESCAPES[char])
+        elif "\udc80" <= char <= "\udcff":  # an undecodable byte, as surrogateescape keeps it
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def unescape_name(text: str) -> bytes:
+    """The file name (bytes, for open() or os.fsdecode) of a path written by `escape_name`."""
+    out, pos = bytearray(), 0
+    while pos < len(text):
+        char = text[pos]
+        if char == "\\" and text[pos + 1:pos + 2] == "x":
+            out.append(int(text[pos + 2:pos + 4], 16))
+            pos += 4
+        elif char == "\\":
+            out += UNESCAPES[text[pos + 1]].encode()
+            pos += 2
+        else:
+            out += char.encode("utf-8")
+            pos += 1
+    return bytes(out)
+
+
+def _write_report(path: Path, what: str, rows: list[tuple[str, str]]) -> Path:
+    """`# header` line, then `path<TAB>reason` per row, the path escaped (`escape_name`)."""
+    header = f"# path<TAB>reason: {what}; path: {NAME_FORM}"
+    write_text(path, [header, *(f"{escape_name(rel)}\t{_one_field(reason)}" for rel, reason in rows)])
     return path
+
+
+def write_rejected(out: Path, rejected: list[tuple[str, str]]) -> Path:
+    """rejected.tsv: a header line, then `path<TAB>reason`, paths relative to ROOT, in scan order."""
+    return _write_report(out / "rejected.tsv", "files that cannot be used", rejected)
 
 
 def write_ignored(out: Path, ignored: list[tuple[str, str]]) -> Path:
-    """ignored.tsv: `path<TAB>reason` for each file that is not part of the data set, paths relative to ROOT."""
-    path = out / "ignored.tsv"
-    write_text(path, (f"{_one_field(rel)}\t{_one_field(reason)}" for rel, reason in ignored))
-    return path
+    """ignored.tsv: a header line, then `path<TAB>reason` for each file that is not part of the data set."""
+    return _write_report(out / "ignored.tsv", "files that are not part of the data set", ignored)
 
 
 def account(found: int, listed: int, repaired: int, rejected: int, ignored: int) -> dict[str, int]:

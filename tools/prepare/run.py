@@ -12,13 +12,14 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.errors import InputError
-from tools.prepare.check import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
+from tools.prepare.check import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, check_file
 from tools.prepare.layouts import SPLITS, Dataset, scan
 from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
 from tools.prepare.tree import has_image_name
+from tools.prepare.unpack import refuse_class_tars, unpack_class_tars
 from pipeline.processes import usable_cpus
 from tools.shared.jobs import run_jobs
 
@@ -44,22 +45,24 @@ class PrepareOptions:
     workers: int | None = None
     min_side: int = DEFAULT_MIN_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect: float = DEFAULT_MAX_ASPECT
+    unpack: bool = False
     skip_empty_classes: bool = False
 
 
 def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[str, str]]]:
-    """Split off files whose names cannot be written into a file list (line breaks, undecodable bytes)."""
+    """Split off files whose names cannot be written into a file list (line breaks, undecodable bytes); the
+    reports write such names escaped (tools.prepare.report.escape_name)."""
     good, bad = [], []
     for item in items:
         rel = item[1]
         if "\n" in rel or "\r" in rel:
-            bad.append((rel.replace("\n", "\\n").replace("\r", "\\r"), "line break in the file name"))
+            bad.append((rel, "line break in the file name (a file list holds one name per line)"))
             continue
         try:
             rel.encode("utf-8")
         except UnicodeEncodeError:
-            bad.append((rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                        "file name is not valid UTF-8"))
+            bad.append((rel, "file name is not valid UTF-8 (file lists are UTF-8)"))
             continue
         good.append(item)
     return good, bad
@@ -94,7 +97,10 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
     for (index, split, rel, class_id, _, width, height), name, (outcome, message) in zip(todo, names, results):
         if outcome == "nospace":
             raise InputError(f"{message}: free some space and run the same command again "
-                             "(images already written are kept)")
+                             "(complete copies already written are kept)")
+        if outcome == "nowrite":
+            raise InputError(f"{message}; make the folder writable or choose another "
+                             f"{'--resized-root' if resizing else '--repair-dir'}")
         if outcome == "failed":
             failed.append((index, rel, message))
             continue
@@ -102,8 +108,9 @@ def _convert(options: PrepareOptions, todo: list, workers: int) -> tuple[list, l
         list_path = name if resizing else os.path.relpath(base.resolve() / name, options.root.resolve())
         listed.append((index, (split, list_path, class_id, width, height)))
     outcomes = Counter(outcome for outcome, _ in results)
+    redone = Counter(message for outcome, message in results if outcome == "redone")
     return listed, failed, {"convert_s": round(time.perf_counter() - start, 3), "written": outcomes["done"],
-                            "kept": outcomes["kept"]}
+                            "kept": outcomes["kept"], "redone": dict(redone)}
 
 
 def _triage(options: PrepareOptions, items: list, verdicts: list) -> tuple[list, list, list, list, dict]:
@@ -136,7 +143,7 @@ def _check_all(options: PrepareOptions, items: list, workers: int) -> list:
     """The verdict of every file (tools.prepare.check), on `workers` processes."""
     paths = [str(options.root / rel) for _, rel, _ in items]
     return run_jobs(partial(check_file, check=options.check, min_side=options.min_side,
-                            max_pixels=options.max_pixels),
+                            max_pixels=options.max_pixels, max_aspect=options.max_aspect),
                     paths, _pool_size(workers, paths), f"check ({options.check})", name="prepare")
 
 
@@ -151,7 +158,8 @@ def prepare(options: PrepareOptions) -> dict:
 
     Raises:
         InputError: no such folder, an output inside ROOT or not writable, unknown layout, label files
-            missing, no images, a class folder with no valid image (unless skip_empty_classes), a full disk.
+            missing, no images, a class folder with no valid image (unless skip_empty_classes), a full disk,
+            class tars in train/ not unpacked (unless unpack; then an unsafe or unreadable tar).
     """
     if not options.root.is_dir():
         raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
@@ -160,14 +168,16 @@ def prepare(options: PrepareOptions) -> dict:
     new_repair_dir = repairs and not options.repair_dir.exists()
     check_outputs(options.root, options.out, options.repair_dir, options.resized_root, options.resize,
                   options.quality, repairs)
+    unpacked = unpack_class_tars(options.root) if options.unpack else []
+    refuse_class_tars(options.root, options.out)
     try:
-        return _run(options)
+        return _run(options, unpacked)
     finally:
         if new_repair_dir and options.repair_dir.is_dir() and not any(options.repair_dir.iterdir()):
             options.repair_dir.rmdir()  # made for the writability check; nothing needed repair
 
 
-def _run(options: PrepareOptions) -> dict:
+def _run(options: PrepareOptions, unpacked: list[str]) -> dict:
     """prepare() once its outputs are known to be writable."""
     root, out = options.root, options.out
     workers = options.workers or usable_cpus()
@@ -191,7 +201,7 @@ def _run(options: PrepareOptions) -> dict:
     empty = _empty_class_folders(dataset, {(split, cid) for split, _, cid, _, _ in rows}, rejections, ignored)
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
     list_root = options.resized_root if options.resize else root
-    settings.update(layout=dataset.layout, lists_relative_to=str(list_root.resolve()))
+    settings.update(layout=dataset.layout, lists_relative_to=str(list_root.resolve()), unpacked=unpacked)
     summary = summarize(rows, dataset.classes, repaired, rejections, settings,
                         {"scan_s": round(scan_s, 3), **timing, "workers": workers}, ignored=ignored, files=files,
                         empty_class_folders=[folder for folder, _ in empty])
@@ -217,7 +227,7 @@ def _check_and_convert(options: PrepareOptions, items: list, workers: int) -> tu
     verdicts = _check_all(options, items, workers)
     check_s = time.perf_counter() - start
     listed, todo, rejected, not_images, fixable = _triage(options, items, verdicts)
-    converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0}, []
+    converted_report, repaired = {"convert_s": 0.0, "written": 0, "kept": 0, "redone": {}}, []
     if todo:
         converted, failed, converted_report = _convert(options, todo, workers)
         listed += converted

@@ -26,6 +26,7 @@ class Tree:
         folders: every folder found (ROOT itself is ""), also those that could not be read.
         unreadable: (folder/, why) for folders that could not be read: rows for rejected.tsv.
         loops: (folder/, why) for links to a folder already walked (a loop): rows for ignored.tsv.
+        links: the entries of `files` that are symbolic links (tools.prepare.links lists each real file once).
     """
 
     files: list[str] = field(default_factory=list)
@@ -33,6 +34,7 @@ class Tree:
     folders: set[str] = field(default_factory=set)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     loops: list[tuple[str, str]] = field(default_factory=list)
+    links: set[str] = field(default_factory=set)
 
     def subfolders(self, folder: str) -> list[str]:
         """Names of the visible folders directly in `folder` (a path relative to ROOT), sorted."""
@@ -89,7 +91,9 @@ def walk(root: Path) -> Tree:
                 below.append(path)
             else:  # a dangling link is a file that cannot be read
                 tree.files.append(path)
-                if not (_is_file(entry) or entry.is_symlink()):
+                if entry.is_symlink():
+                    tree.links.add(path)
+                elif not _is_file(entry):
                     tree.special.add(path)
         pending.extend(reversed(below))  # depth first, in name order
     return tree

@@ -80,6 +80,8 @@ def draw_grid(root: Path, arrays: dict[str, np.ndarray], split: str, samples: in
     from matplotlib.patches import Rectangle
     from PIL import Image
 
+    from pipeline.pil_image import upright_rgb
+
     plt = pyplot()
     per_image = samples if split == "train" else 1
     rows = len(arrays["files"]) // per_image
@@ -91,7 +93,7 @@ def draw_grid(root: Path, arrays: dict[str, np.ndarray], split: str, samples: in
     for r in range(rows):
         file = arrays["files"][r * per_image]
         with Image.open(Path(root) / file) as original:
-            panels = [np.asarray(original.convert("RGB")), arrays["stored"][r * per_image]]
+            panels = [np.asarray(upright_rgb(original)), arrays["stored"][r * per_image]]  # as DALI shows it
         panels += [np.clip(v, 0, 255).astype(np.uint8) for v in views[r]]
         titles = [f"{Path(file).name}\n{panels[0].shape[1]}x{panels[0].shape[0]}", "stored 256x256"]
         titles += _row_titles(arrays, split, r, per_image)
