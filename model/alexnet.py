@@ -38,6 +38,13 @@ DROPOUT = 0.5
 # §5 initialisation: weights N(0, 0.01); bias 1 in conv2, conv4, conv5, fc6, fc7 (0 elsewhere).
 INIT_STD = 0.01
 PAPER_BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+PAPER_BIAS_ONE = 1.0
+# model.train's default for that bias: 0.1, Caffe's reimplementation (models/bvlc_alexnet/train_val.prototxt,
+# bias_filler value 0.1 in the same five layers). With 1, conv4/conv5/fc6/fc7 start almost image-independent
+# (99 % of conv5's activation is the same for every image) and fc8 sees a near-constant 4096-vector: the
+# update along it is ~4096 x lr x p(1 - p), unstable when p ~ 1/C is large (10 classes: loss 3 -> 30 in
+# four steps, then dead fc7 units and a loss stuck at ln C). docs/training.md has the measurements.
+DEFAULT_BIAS_ONE = 0.1
 # Right/bottom padding that turns a 224 input into cuda-convnet's effective 227.
 INPUT_PAD = 3
 
@@ -76,7 +83,8 @@ class AlexNet(nn.Module):
 
     Args:
         num_classes: outputs of fc8 (1000 for ImageNet).
-        bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 (paper 1.0; Caffe used 0.1).
+        bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 (the paper's 1.0; model.train's default
+            is Caffe's 0.1, DEFAULT_BIAS_ONE).
         init: "paper" (§5) or "kaiming" (see INITS).
         net: the paper's net (NetConfig()) or one of its ablations; the layer names stay conv1..fc8.
     """

@@ -88,7 +88,8 @@ class RunConfig:
         resume: checkpoint to continue from (or, with evaluate, to evaluate).
         evaluate: evaluate `resume` on the validation list and exit.
         ten_crop: also report 10-crop validation error (§6).
-        bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 at init (paper 1.0).
+        bias_one: the constant bias of conv2, conv4, conv5, fc6, fc7 at init (the paper's 1.0 is
+            `--bias-one 1`; the default is Caffe's 0.1: model/alexnet.py DEFAULT_BIAS_ONE).
         init: "paper" (§5: N(0, 0.01), constant biases) or "kaiming" (model/alexnet.py INITS).
         parallel: "none", "towers" or "ddp" (model/parallel.py).
         gpus: the two towers' devices for parallel="towers".
@@ -113,7 +114,7 @@ class RunConfig:
     resume: Path | None = None
     evaluate: bool = False
     ten_crop: bool = False
-    bias_one: float = 1.0
+    bias_one: float = 0.1
     init: Literal["paper", "kaiming"] = "paper"
     parallel: Literal["none", "towers", "ddp"] = "none"
     gpus: tuple[str, ...] | None = None

@@ -18,7 +18,7 @@ import click
 import torch
 from click.core import ParameterSource
 
-from model.alexnet import ARCHS, CONV_KERNELS, INITS, POOLS
+from model.alexnet import ARCHS, CONV_KERNELS, DEFAULT_BIAS_ONE, INITS, POOLS
 from model.config import AMP_MODES, SCHEDULES, OptimConfig, RunConfig, ScheduleConfig
 from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.engine import evaluate
@@ -168,7 +168,9 @@ POSITIVE = FiniteFloat(min=0.0, min_open=True)
 @click.option("--amp", type=click.Choice(AMP_MODES), default="off", help="Autocast precision.")
 @click.option("--channels-last", is_flag=True, help="NHWC model and inputs.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--bias-one", type=FiniteFloat(), default=1.0, help="Init bias of conv2/4/5, fc6/7 (paper 1; Caffe used 0.1).")
+@click.option("--bias-one", type=FiniteFloat(), default=DEFAULT_BIAS_ONE,
+              help="Init bias of conv2/4/5, fc6/7: Caffe's 0.1, which learns 10 classes of real photos from the "
+                   "first epoch; the paper's exact start (§5) is --bias-one 1 (docs/training.md).")
 @click.option("--init", type=click.Choice(INITS), default="paper", show_default=True,
               help="paper: N(0, 0.01) weights (§5); kaiming: He init, biases 0 (faster start; use --normalize meanstd).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/alexnet", help="Run folder.")

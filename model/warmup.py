@@ -81,6 +81,6 @@ class ChanceWatch:
         print(f"note: the training loss has stayed within {self.tolerance:.0%} of ln({round(math.exp(self.chance))}) = "
               f"{self.chance:.3f} (chance) for {self.count} steps: the network's output does not depend on the image. "
               "Likely causes: a learning rate too high for the start (dead ReLUs) or too low to move; try "
-              "--lr-warmup-epochs 1 or a smaller --lr, or --init paper-caffe (docs/training.md); the run goes on",
+              "--lr-warmup-epochs 1, a smaller --lr, or --bias-one 0.1 if it is 1 (docs/training.md); the run goes on",
               file=sys.stderr, flush=True)
         return True

@@ -23,7 +23,7 @@ import click
 import torch
 import torch.nn.functional as F
 
-from model.alexnet import INITS, build_model
+from model.alexnet import DEFAULT_BIAS_ONE, INITS, build_model
 from model.config import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.optim import make_sgd
 from model.warmup import Warmup, warmup_steps
@@ -79,7 +79,7 @@ def step_record(step: int, lr: float, loss: torch.Tensor, images: torch.Tensor, 
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=PAPER_LR)
 @click.option("--lr-warmup-epochs", type=click.FloatRange(min=0.0), default=0.0, help="As model.train's.")
 @click.option("--init", type=click.Choice(INITS), default="paper", help="As model.train's.")
-@click.option("--bias-one", type=float, default=1.0, help="As model.train's.")
+@click.option("--bias-one", type=float, default=DEFAULT_BIAS_ONE, help="As model.train's.")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None, help="As model.train's.")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), help="DALI CPU threads.")
