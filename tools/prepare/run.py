@@ -18,6 +18,7 @@ from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
+from tools.prepare.shards import looks_like_shards, prepare_shards
 from tools.prepare.tree import has_image_name
 from pipeline.processes import usable_cpus
 from tools.shared.jobs import run_jobs
@@ -156,6 +157,9 @@ def prepare(options: PrepareOptions) -> dict:
     if not options.root.is_dir():
         raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
     options = replace(options, repair_dir=options.repair_dir or options.out / "repaired")
+    if options.layout == "webdataset" or (options.layout == "auto" and looks_like_shards(options.root)):
+        check_outputs(options.root, options.out, options.repair_dir, None, None, options.quality, False)
+        return prepare_shards(options)
     repairs = options.on_bad == "repair" and options.resize is None
     new_repair_dir = repairs and not options.repair_dir.exists()
     check_outputs(options.root, options.out, options.repair_dir, options.resized_root, options.resize,
