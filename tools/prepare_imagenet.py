@@ -29,7 +29,7 @@ def _count(number: int, one: str, many: str) -> str:
 @click.command(name="prepare")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the lists and reports.")
-@click.option("--layout", default="auto", show_default=True, help=f"auto, or one of: {', '.join(LAYOUTS)}, webdataset.")
+@click.option("--layout", default="auto", show_default=True, help=f"auto, or one of: {', '.join(LAYOUTS)}, webdataset, parquet.")
 @click.option("--devkit", type=click.Path(path_type=Path), help="ILSVRC2012_devkit_t12 folder (layout devkit).")
 @click.option("--check", type=click.Choice(["header", "decode"]), default="header", show_default=True,
               help="header: signature, size, truncation (fast); decode: also decode every image (slow).")
@@ -47,6 +47,8 @@ def _count(number: int, one: str, many: str) -> str:
 @click.option("--skip-empty-classes", is_flag=True,
               help="Go on when a class folder has no valid image (it is listed in rejected.tsv; its class keeps "
                    "its label). Default: stop with an error.")
+@click.option("--shards-out", type=click.Path(path_type=Path),
+              help="Hub parquet files: where their webdataset shards go [OUT/shards]; the later --root.")
 @user_errors
 def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, **flags) -> None:
     """Check the image tree ROOT and write DALI file lists, classes.tsv, rejected.tsv, summary.json to OUT."""

@@ -18,6 +18,7 @@ from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
+from tools.prepare.parquet import looks_like_parquet, prepare_parquet
 from tools.prepare.shards import looks_like_shards, prepare_shards
 from tools.prepare.tree import has_image_name
 from pipeline.processes import usable_cpus
@@ -46,6 +47,7 @@ class PrepareOptions:
     min_side: int = DEFAULT_MIN_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     skip_empty_classes: bool = False
+    shards_out: Path | None = None
 
 
 def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[str, str]]]:
@@ -157,6 +159,9 @@ def prepare(options: PrepareOptions) -> dict:
     if not options.root.is_dir():
         raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
     options = replace(options, repair_dir=options.repair_dir or options.out / "repaired")
+    if options.layout == "parquet" or (options.layout == "auto" and looks_like_parquet(options.root)):
+        check_outputs(options.root, options.out, options.repair_dir, None, None, options.quality, False)
+        return prepare_parquet(options, options.shards_out)
     if options.layout == "webdataset" or (options.layout == "auto" and looks_like_shards(options.root)):
         check_outputs(options.root, options.out, options.repair_dir, None, None, options.quality, False)
         return prepare_shards(options)

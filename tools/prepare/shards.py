@@ -65,8 +65,9 @@ def _classes(found: dict[int, tuple[str, str]]) -> list[tuple[str, str]]:
     return rows
 
 
-def prepare_shards(options) -> dict:
-    """prepare() for a shard folder (options: tools.prepare.run.PrepareOptions, outputs already checked)."""
+def prepare_shards(options, extra_rejected: list = (), extra_ignored: list = (), layout: str = "webdataset") -> dict:
+    """prepare() for a shard folder (options: tools.prepare.run.PrepareOptions, outputs already checked);
+    extra rows (what the parquet conversion rejected or ignored, tools/prepare/parquet.py) join the reports."""
     if options.resize is not None:
         raise InputError("--resize does not apply to shards (they are read as they are); "
                          "`imagenet-tools pack --resize 256` writes resized shards")
@@ -74,7 +75,7 @@ def prepare_shards(options) -> dict:
     workers = options.workers or usable_cpus()
     start = time.perf_counter()
     files = _files(root, depth=64)
-    tars, ignored = [], []
+    tars, ignored = [], list(extra_ignored)
     for rel in files:
         match = SHARD_NAME.match(rel.rsplit("/", 1)[-1])
         if rel.rsplit("/", 1)[-1].startswith("."):
@@ -91,33 +92,33 @@ def prepare_shards(options) -> dict:
     results = run_jobs(scan_tar, jobs, min(workers, len(jobs)), f"shards ({options.check})", unit="shards",
                        chunksize=1, name="prepare")
     check_s = time.perf_counter() - start
-    return _report(options, tars, results, ignored, len(files), check_s, workers)
+    return _report(options, tars, results, ignored, list(extra_rejected), check_s, workers, layout)
 
 
-def _report(options, tars: list, results: list[dict], ignored: list, found_files: int, check_s: float,
-            workers: int) -> dict:
+def _report(options, tars: list, results: list[dict], ignored: list, rejected: list, check_s: float,
+            workers: int, layout: str) -> dict:
     """Lists, class table, reports and summary from the tars' results."""
     out = options.out
+    outer = len(ignored) + len(rejected)  # files (or parquet rows) outside the tars read: one entry each
     labels: dict[int, tuple[str, str]] = {}
     for result in results:
         for label, (wnid, name) in result["classes"].items():
             if label not in labels or not labels[label][0]:
                 labels[label] = (wnid, name)
     classes = _classes(labels)
-    rows, rejected = [], []
+    rows = []
+    members = {key: sum(r["members"][key] for r in results) for key in ("found", "listed", "rejected", "ignored")}
+    files = account(members["found"] + outer, members["listed"], 0, members["rejected"] + len(rejected),
+                    members["ignored"] + len(ignored))
     for (rel, split), result in zip(tars, results):
         rows += [(split, shard_entry(rel, key), classes[label][0], w, h) for key, label, w, h in result["samples"]]
         rejected += result["rejected"]
         ignored += result["ignored"]
     if not rows:
         raise InputError(f"{options.root}: no sample could be listed (reasons in {out / 'rejected.tsv'})")
-    members = {key: sum(r["members"][key] for r in results) for key in ("found", "listed", "rejected", "ignored")}
-    outside = found_files - len(tars)  # files that are not read as shards: one entry each in ignored.tsv
-    files = account(members["found"] + outside, members["listed"], 0, members["rejected"],
-                    members["ignored"] + outside)
     samples = len(rows)
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()}
-    settings.update(layout="webdataset", lists_relative_to=str(options.root.resolve()))
+    settings.update(layout=layout, lists_relative_to=str(options.root.resolve()))
     timing = {"scan_s": 0.0, "check_s": round(check_s, 3), "check_files_per_s": round(samples / max(check_s, 1e-9)),
               "convert_s": 0.0, "written": 0, "kept": 0, "workers": workers}
     summary = summarize(rows, classes, [], rejected, settings, timing, ignored=ignored, files=files,
