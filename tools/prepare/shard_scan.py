@@ -88,12 +88,15 @@ class _TarScan:
 
 
 def _class_of(key: str, meta: bytes) -> tuple[str, str]:
-    """(wnid, class name) as far as a sample tells: the wnid from its json's filename or its key."""
+    """(class id, class name) as far as a sample tells: its json's class_id, else the WNID its json's filename
+    or its key starts with."""
     try:
         info = json.loads(meta) if meta else {}
     except ValueError:
         info = {}
     info = info if isinstance(info, dict) else {}
+    if info.get("class_id"):  # written by `imagenet-tools pack`: the class id of the prepared tree
+        return str(info["class_id"]), str(info.get("class_name", ""))
     match = _WNID.match(str(info.get("filename", ""))) or _WNID.match(key.rsplit("/", 1)[-1])
     return (match[1] if match else ""), str(info.get("class_name", ""))
 
