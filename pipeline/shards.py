@@ -55,6 +55,12 @@ def index_path(folder: Path, shard: str) -> Path:
     return Path(folder) / INDEX_FOLDER / f"{shard}.idx"
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """(key, extension) of a tar member's name, split at the first dot of its base name (as wds2idx does)."""
+    dot = name.find(".", name.rfind("/") + 1)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
+
+
 def parse_label(data: bytes) -> int:
     """A .cls component's label: ASCII digits, surrounding whitespace allowed ("123", "7\\n")."""
     text = data.decode("ascii").strip()

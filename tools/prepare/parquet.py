@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.errors import InputError
 from pipeline.writable import writable_folder
 from tools.prepare.shards import _files, prepare_shards
-from tools.shard_writer import write_shard
+from tools.shared.shard_writer import write_shard
 
 PARQUET_NAME = re.compile(r"^(?P<split>train|validation|test)-(?P<number>\d+)-of-\d+\.parquet$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

@@ -14,19 +14,13 @@ import tarfile
 from pathlib import Path
 
 from pipeline.atomic import write_atomic
-from pipeline.shards import Member, format_index, index_path, parse_label
+from pipeline.shards import Member, format_index, index_path, parse_label, split_name
 from tools.prepare.check import check_file
 
 BLOCK = 512
 # Labels of more digits than this are refused (the DALI graph parses up to 8; ImageNet-21k needs 5).
 MAX_LABEL_DIGITS = 7
 _WNID = re.compile(r"^(n\d{8})_")
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """(key, extension) of a member name, split at the first dot of its base name (as wds2idx does)."""
-    dot = name.find(".", name.rfind("/") + 1)
-    return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
 
 
 class _TarScan:
