@@ -17,12 +17,16 @@ image as extra outputs (EXPOSED_OUTPUTS), for `imagenet-tools preview --npz` and
 """
 from __future__ import annotations
 
+import shutil
+import weakref
 from typing import Sequence
 
 import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.constants import FLIP_PROBABILITY, RESIZE_SHORTER, STORED_SIZE, TEN_CROP_POSITIONS
+from pipeline.shard_reader import dali_source, list_folders, read_shards
+from pipeline.shards import is_shard_list
 from pipeline.lighting import (ColourStats, colour_stats, dali_alpha, dali_mean_minus, dali_offset, subtracted_mean,
                                train_divisor)
 from pipeline.splits import Split, split_entries
@@ -215,9 +219,15 @@ def build_pipeline(
     stats = colour_stats(cfg.pca, cfg.normalize, cfg.lighting_scale, cfg.mean_window)
     gpu = cfg.device == "gpu"
     names = OUTPUTS + (EXPOSED_OUTPUTS[split] if expose else ())
+    # A shard list (pipeline/shards.py) is read by fn.readers.webdataset through index files of its samples.
+    tars = dali_source(entries, list_folders(cfg.train_list, cfg.val_list)) if is_shard_list(entries) else None
 
     def define():
-        jpegs, labels = read_files(cfg, entries, shuffle, shard_id, num_shards)
+        if tars is None:
+            jpegs, labels = read_files(cfg, entries, shuffle, shard_id, num_shards)
+        else:
+            jpegs, labels = read_shards(cfg.root, tars[0], tars[1], shuffle, cfg.seed, shard_id, num_shards,
+                                        READER_NAME)
         stored = decode_stored(cfg, jpegs)
         source = _minus_mean_image(cfg, stored, stats)
         if split == "train":
@@ -238,6 +248,8 @@ def build_pipeline(
         device_id=(cfg.device_id or 0) if gpu else None,
         seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
     )
+    if tars is not None:  # DALI opens the index files when the pipeline is built; they go with the pipeline
+        weakref.finalize(pipe, shutil.rmtree, tars[2], True)
     return pipe, names
 
 

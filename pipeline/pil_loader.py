@@ -20,6 +20,8 @@ from pipeline.errors import InputError
 from pipeline.lighting import ColourStats, colour_stats, lighting_offset, subtracted_mean, train_divisor
 from pipeline.pil_image import crop_anchor, stored_image
 from pipeline.processes import worker_start_method
+from pipeline.shard_reader import ShardSampleReader, list_folders, locate, ordered
+from pipeline.shards import is_shard_list
 from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
 
@@ -48,11 +50,13 @@ class ImageListDataset(torch.utils.data.Dataset):
     """(relative path, label) entries -> (CHW float tensor, label), augmented like the DALI graph of a split.
 
     `rescale`: divide training images by (1 + alpha_std) too (DataConfig.lighting_rescale, cuda-convnet2's).
+    `shard_reader`: for a shard list, gives a path's (stored image, label from its .cls) (pipeline/shard_reader.py).
     """
 
     def __init__(self, root: Path, entries: Sequence[tuple[str, int]], split: str, stats: ColourStats,
-                 crop: int, alpha_std: float, rescale: bool = False) -> None:
+                 crop: int, alpha_std: float, rescale: bool = False, shard_reader=None) -> None:
         self.root, self.entries, self.split = Path(root), list(entries), split
+        self.shard_reader = shard_reader
         self.stats, self.crop, self.alpha_std = stats, crop, alpha_std
         self.divisor = train_divisor(alpha_std, rescale) if split == "train" else 1.0
 
@@ -82,7 +86,11 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.entries[index]
-        raw, params = self.views(stored_image(self.root / path))
+        if self.shard_reader is None:
+            stored = stored_image(self.root / path)
+        else:
+            stored, label = self.shard_reader(path)
+        raw, params = self.views(stored)
         return normalised(raw, self.stats, self.crop, params["windows"], self.divisor), label
 
 
@@ -122,8 +130,12 @@ class PilLoader:
     def __init__(self, cfg: DataConfig, split: str, *, shard_id: int = 0, num_shards: int = 1) -> None:
         entries = split_entries(cfg, split)  # type: ignore[arg-type]
         stats = colour_stats(cfg.pca, cfg.normalize, cfg.lighting_scale, cfg.mean_window)
+        reader = None
+        if is_shard_list(entries):  # DALI's order of the samples, read through the index files
+            entries = ordered(entries)
+            reader = ShardSampleReader(cfg.root, locate(entries, list_folders(cfg.train_list, cfg.val_list)))
         self.dataset = ImageListDataset(cfg.root, entries, split, stats, cfg.crop, cfg.pca_alpha_std,
-                                        cfg.lighting_rescale)
+                                        cfg.lighting_rescale, reader)
         self.sampler = ShardSampler(len(entries), cfg.batch_size, split, cfg.train_last_batch, cfg.seed,
                                     shard_id, num_shards)
         self.num_images = len(self.sampler)

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from model.alexnet import LRN_BETA, LRN_K
 from tests.conftest import write_image_tree, write_lists
-from tools.start_stats import LAYERS, main
+from model.layer_stats import LAYERS
+from tools.start_stats import main
 
 
 def test_start_stats_records_every_layer_from_the_first_step(tmp_path):

@@ -11,6 +11,7 @@ import click
 # subcommand -> (module in tools/, one-line help)
 COMMANDS = {
     "prepare": ("tools.prepare_imagenet", "Scan an ImageNet tree, check images, write DALI file lists."),
+    "pack": ("tools.pack", "Pack a prepared file tree into pre-shuffled webdataset shards."),
     "compute-pca": ("tools.compute_pca", "Eigen-decomposition of the training set's RGB covariance (pca.json)."),
     "preview": ("tools.preview", "Run a pipeline on a few images; write a PNG grid and the batch."),
     "make-demo-data": ("tools.make_demo_data", "Generate the demo's image set in ImageNet's layout."),

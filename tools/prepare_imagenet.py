@@ -29,7 +29,7 @@ def _count(number: int, one: str, many: str) -> str:
 @click.command(name="prepare")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the lists and reports.")
-@click.option("--layout", default="auto", show_default=True, help=f"auto, or one of: {', '.join(LAYOUTS)}.")
+@click.option("--layout", default="auto", show_default=True, help=f"auto, or one of: {', '.join(LAYOUTS)}, webdataset, parquet.")
 @click.option("--devkit", type=click.Path(path_type=Path), help="ILSVRC2012_devkit_t12 folder (layout devkit).")
 @click.option("--check", type=click.Choice(["header", "decode"]), default="header", show_default=True,
               help="header: signature, size, truncation (fast); decode: also decode every image (slow).")
@@ -51,6 +51,8 @@ def _count(number: int, one: str, many: str) -> str:
 @click.option("--skip-empty-classes", is_flag=True,
               help="Go on when a class folder has no valid image (it is listed in rejected.tsv; its class keeps "
                    "its label). Default: stop with an error.")
+@click.option("--shards-out", type=click.Path(path_type=Path),
+              help="Hub parquet files: where their webdataset shards go [OUT/shards]; the later --root.")
 @user_errors
 def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, **flags) -> None:
     """Check the image tree ROOT and write DALI file lists, classes.tsv, rejected.tsv, summary.json to OUT."""
@@ -61,7 +63,7 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     summary = prepare(PrepareOptions(root=root, out=out, resize=resize, resized_root=resized_root, **flags))
     timing = summary["timing"]
     counts = ", ".join(f"{split} {entry['images']}" for split, entry in summary["splits"].items())
-    if summary["unpacked"]:
+    if summary.get("unpacked"):
         click.echo(f"unpacked {_count(len(summary['unpacked']), 'class tar', 'class tars')} beside "
                    f"{'themselves' if len(summary['unpacked']) > 1 else 'itself'}: "
                    f"{', '.join(summary['unpacked'][:3])}{' ...' if len(summary['unpacked']) > 3 else ''}")
@@ -86,6 +88,8 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
         click.echo(f"warning: {_count(len(lonely), 'class has', 'classes have')} a label but no training image "
                    f"(a val folder named unlike every train folder?): {', '.join(lonely[:5])}"
                    f"{' ...' if len(lonely) > 5 else ''}", err=True)
+    if "shards" in summary:
+        _echo_shards(summary["shards"])
     click.echo(f"lists relative to {summary['lists_relative_to']}")
     click.echo("wrote " + ", ".join(summary["written"]))
     files = summary["files"]
@@ -95,6 +99,14 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
     where = Path(summary["out"]) / "ignored.tsv"
     click.echo(f"ignored {_count(files['ignored'], 'file', 'files')} ({reasons}): each with its reason in {where}"
                if reasons else f"ignored 0 files ({where} is empty)")
+
+
+def _echo_shards(shards: dict) -> None:
+    """What prepare says of a shard folder beyond a tree's report (tools/prepare/shards.py)."""
+    click.echo(f"webdataset shards: {shards['read']} read, index files in {shards['index_folder']}")
+    for cut in shards["truncated"]:
+        click.echo(f"truncated shard {cut['shard']}: {cut['samples_listed']} samples readable before the cut "
+                   f"({cut['why']}); download it again", err=True)
 
 
 if __name__ == "__main__":

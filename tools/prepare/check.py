@@ -4,6 +4,7 @@ Worker functions take and return plain tuples so a process pool (tools.shared.jo
 """
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -36,12 +37,12 @@ def our_size_limit() -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = before
 
 
-def check_file(path: str, check: str, min_side: int, max_pixels: int,
+def check_file(path: str | io.BytesIO, check: str, min_side: int, max_pixels: int,
                max_aspect: float = DEFAULT_MAX_ASPECT) -> Verdict:
     """Decide whether an image can go in a file list as is, after re-encoding, or not at all.
 
     Args:
-        path: the image file.
+        path: the image file, or its bytes (a shard's member).
         check: "header" (signature and JPEG markers only) or "decode" (also a full PIL decode).
         min_side, max_pixels, max_aspect: size limits (max_aspect: long side / short side); outside them the
             file is rejected.
@@ -60,7 +61,7 @@ def check_file(path: str, check: str, min_side: int, max_pixels: int,
     status, reason = "ok", ""
     if header.format != "jpeg":
         try:
-            with our_size_limit(), Image.open(path) as image:
+            with our_size_limit(), Image.open(_rewound(path)) as image:
                 width, height = image.size
         except Exception:  # PIL raises many types for data it cannot parse
             return "reject", f"not an image (PIL cannot open its {header.format.upper()} data)", 0, 0
@@ -88,10 +89,17 @@ def check_file(path: str, check: str, min_side: int, max_pixels: int,
     return status, reason, width, height
 
 
-def _decode_problem(path: str) -> str:
+def _rewound(path: str | io.BytesIO) -> str | io.BytesIO:
+    """Bytes in memory are read again from the start."""
+    if isinstance(path, io.BytesIO):
+        path.seek(0)
+    return path
+
+
+def _decode_problem(path: str | io.BytesIO) -> str:
     """"" if PIL decodes every pixel of the file, else why not."""
     try:
-        with our_size_limit(), Image.open(path) as image:
+        with our_size_limit(), Image.open(_rewound(path)) as image:
             image.load()
     except Exception as error:  # truncated data, bad Huffman tables, ...: anything that stops a decode
         return f"does not decode: {error}"

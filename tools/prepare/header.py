@@ -6,6 +6,7 @@ where a complete JPEG has its end-of-image marker. It never decodes pixels.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -65,11 +66,11 @@ class _Reader:
         return len(self.data) >= end
 
 
-def read_header(path: str | os.PathLike) -> Header:
+def read_header(path: str | os.PathLike | io.BytesIO) -> Header:
     """Describe an image file from its signature and (for JPEG) its markers.
 
     Args:
-        path: the file.
+        path: the file, or its bytes.
 
     Returns:
         A Header; `problem` is set for an empty file, a file that is not an image, a JPEG that is
@@ -79,19 +80,25 @@ def read_header(path: str | os.PathLike) -> Header:
     Raises:
         OSError: the file cannot be opened or read (the caller records it as unreadable).
     """
+    if isinstance(path, io.BytesIO):  # a member of a shard, read into memory (tools/prepare/shards.py)
+        path.seek(0)
+        return _read(path, path.getbuffer().nbytes)
     with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size == 0:
-            return Header("", problem="empty file")
-        reader = _Reader(handle, size)
-        kind = image_format(reader.data)
-        if kind == "jpeg":
-            return _read_jpeg(reader)
-        if kind == "png":
-            return _read_png(reader.data)
-        if kind in OTHER_FORMATS:
-            return Header(kind)
-        return Header("", problem="not an image (no JPEG/PNG/GIF/BMP/TIFF/WebP signature)")
+        return _read(handle, os.fstat(handle.fileno()).st_size)
+
+
+def _read(handle, size: int) -> Header:
+    if size == 0:
+        return Header("", problem="empty file")
+    reader = _Reader(handle, size)
+    kind = image_format(reader.data)
+    if kind == "jpeg":
+        return _read_jpeg(reader)
+    if kind == "png":
+        return _read_png(reader.data)
+    if kind in OTHER_FORMATS:
+        return Header(kind)
+    return Header("", problem="not an image (no JPEG/PNG/GIF/BMP/TIFF/WebP signature)")
 
 
 def _read_png(head: bytes) -> Header:

@@ -18,6 +18,8 @@ from tools.prepare.outputs import check_outputs
 from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
+from tools.prepare.parquet import looks_like_parquet, prepare_parquet
+from tools.prepare.shards import looks_like_shards, prepare_shards
 from tools.prepare.tree import has_image_name
 from tools.prepare.unpack import refuse_class_tars, unpack_class_tars
 from pipeline.processes import usable_cpus
@@ -48,6 +50,7 @@ class PrepareOptions:
     max_aspect: float = DEFAULT_MAX_ASPECT
     unpack: bool = False
     skip_empty_classes: bool = False
+    shards_out: Path | None = None
 
 
 def _usable_names(items: list[tuple[str, str, str]]) -> tuple[list, list[tuple[str, str]]]:
@@ -164,6 +167,12 @@ def prepare(options: PrepareOptions) -> dict:
     if not options.root.is_dir():
         raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
     options = replace(options, repair_dir=options.repair_dir or options.out / "repaired")
+    if options.layout == "parquet" or (options.layout == "auto" and looks_like_parquet(options.root)):
+        check_outputs(options.root, options.out, options.repair_dir, None, None, options.quality, False)
+        return prepare_parquet(options, options.shards_out)
+    if options.layout == "webdataset" or (options.layout == "auto" and looks_like_shards(options.root)):
+        check_outputs(options.root, options.out, options.repair_dir, None, None, options.quality, False)
+        return prepare_shards(options)
     repairs = options.on_bad == "repair" and options.resize is None
     new_repair_dir = repairs and not options.repair_dir.exists()
     check_outputs(options.root, options.out, options.repair_dir, options.resized_root, options.resize,

@@ -1,0 +1,77 @@
+"""pack: a prepared tree into pre-shuffled shards, deterministic for a seed, resumable; `prepare` of the shards
+lists exactly the samples and labels of the tree's lists."""
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.conftest import write_image_tree, write_lists
+from tests.shard_data import read_list
+from tools.pack import main as pack_main
+from tools.prepare_imagenet import main as prepare_main
+
+
+def pack(lists: Path, root: Path, out: Path, *args: str) -> dict:
+    result = CliRunner().invoke(pack_main, ["--lists", str(lists), "--root", str(root), "--out", str(out),
+                                            "--workers", "1", "--shard-size", "4", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "manifest.json").read_text())
+
+
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "tree"
+    written = write_image_tree(root, {"train": 3, "val": 2})  # 9 train, 6 val
+    return root, write_lists(root, written, tmp_path / "lists")
+
+
+def test_prepare_of_the_shards_lists_the_same_samples(tmp_path: Path) -> None:
+    root, lists = tree(tmp_path)
+    manifest = pack(lists, root, tmp_path / "wds", "--seed", "5")
+    assert manifest["samples"] == 15 and [s["samples"] for s in manifest["shards"]] == [4, 4, 1, 4, 2]
+    result = CliRunner().invoke(prepare_main, [str(tmp_path / "wds"), "--out", str(tmp_path / "wl"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "wl" / "classes.tsv").read_text() == (lists / "classes.tsv").read_text()
+    for split in ("train", "val"):
+        source = read_list(lists / f"{split}.txt")
+        packed = read_list(tmp_path / "wl" / f"{split}.txt")
+        by_key = {Path(rel).stem: label for rel, label in source}
+        assert sorted((path.split(":")[1], label) for path, label in packed) == sorted(by_key.items())
+    # the training order is numpy's permutation for the seed, the bytes the files' own
+    source = read_list(lists / "train.txt")
+    order = np.random.default_rng(5).permutation(len(source))
+    packed = read_list(tmp_path / "wl" / "train.txt")
+    assert [path.split(":")[1] for path, _ in packed] == [Path(source[i][0]).stem for i in order]
+    shard, key = packed[0][0].split(":")
+    with tarfile.open(tmp_path / "wds" / shard) as tar:
+        assert tar.extractfile(f"{key}.jpg").read() == (root / source[order[0]][0]).read_bytes()
+    assert (tmp_path / "wds" / "imagenet1k-train-0000.idx").read_text().startswith("v1.2 4\n")
+
+
+def test_same_seed_same_shards_and_resume(tmp_path: Path) -> None:
+    root, lists = tree(tmp_path)
+    first = pack(lists, root, tmp_path / "a", "--seed", "1")
+    assert pack(lists, root, tmp_path / "b", "--seed", "1")["shards"] == first["shards"]
+    assert pack(lists, root, tmp_path / "c", "--seed", "2")["shards"] != first["shards"]
+    kept = tmp_path / "a" / "imagenet1k-train-0000.tar"
+    stamp = kept.stat().st_mtime_ns
+    (tmp_path / "a" / "imagenet1k-train-0001.tar").unlink()  # as if killed before this shard was renamed
+    assert pack(lists, root, tmp_path / "a", "--seed", "1")["shards"] == first["shards"]
+    assert kept.stat().st_mtime_ns == stamp
+    result = CliRunner().invoke(pack_main, ["--lists", str(lists), "--root", str(root), "--out", str(tmp_path / "a"),
+                                            "--seed", "9"])
+    assert result.exit_code != 0 and "holds shards packed with" in result.output
+
+
+def test_resize_stores_the_shorter_side(tmp_path: Path) -> None:
+    root, lists = tree(tmp_path)
+    pack(lists, root, tmp_path / "wds", "--resize", "64")
+    with tarfile.open(tmp_path / "wds" / "imagenet1k-validation-0000.tar") as tar:
+        jpgs = [m for m in tar.getmembers() if m.name.endswith(".jpg")]
+        for member in jpgs:
+            with Image.open(tar.extractfile(member)) as image:
+                assert min(image.size) == 64
