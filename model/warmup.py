@@ -52,13 +52,13 @@ class ChanceWatch:
 
     Args:
         num_classes: C.
-        steps: how many steps in a row count as "stayed".
+        steps: how many steps in a row count as "stayed" (default CHANCE_STEPS).
         tolerance: relative distance from ln(C).
     """
 
-    def __init__(self, num_classes: int, steps: int = CHANCE_STEPS, tolerance: float = CHANCE_TOLERANCE) -> None:
+    def __init__(self, num_classes: int, steps: int | None = None, tolerance: float = CHANCE_TOLERANCE) -> None:
         self.chance = math.log(num_classes) if num_classes > 1 else 0.0
-        self.steps, self.tolerance = steps, tolerance
+        self.steps, self.tolerance = steps or CHANCE_STEPS, tolerance
         self.count, self.worst, self.said = 0, None, False
 
     def add(self, loss: torch.Tensor) -> None:

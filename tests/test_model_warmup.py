@@ -77,3 +77,17 @@ def test_model_train_warms_up_per_step_and_a_resumed_run_continues_the_warm_up(t
     resumed = CliRunner().invoke(main, common + ["--resume", str(out)])  # the warm-up comes from the checkpoint
     assert resumed.exit_code == 0, resumed.output
     assert progress_rates(resumed.output) == [0.00075, 0.001]
+
+
+def test_model_train_says_once_that_the_loss_sits_at_chance_and_goes_on(tmp_path, monkeypatch):
+    """Blank images and no dropout (the output cannot depend on the image) and a rate too small to move: 2 classes, loss ln 2
+    throughout; with the window shortened to 3 steps the note comes once, and the run still trains every batch."""
+    monkeypatch.setattr("model.warmup.CHANCE_STEPS", 3)
+    lists = fake_data.write_tiny_lists(tmp_path / "lists")
+    blank = [(torch.zeros(2, 3, 224, 224), torch.tensor([0, 1]))] * 4
+    monkeypatch.setattr("model.run.make_loader", lambda cfg, split, shard_id=0, num_shards=1: blank)
+    result = CliRunner().invoke(main, ["--root", str(tmp_path), "--lists", str(lists), "--out", str(tmp_path / "run"),
+                                       "-b", "2", "-p", "1", "--epochs", "2", "--lr", "1e-9", "--no-dropout"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("note: the training loss has stayed within 2% of ln(2) = 0.693") == 1
+    assert len(progress_rates(result.output)) == 8  # both epochs' 4 steps
