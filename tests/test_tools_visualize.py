@@ -159,3 +159,31 @@ def test_augment_has_no_normalize_flag(data, tmp_path):
     args = ["augment", "--root", str(root), "--lists", str(lists), "--normalize", "mean", "--out", str(tmp_path / "a.png")]
     result = CliRunner().invoke(visualize.main, args)
     assert result.exit_code == 2 and "No such option '--normalize'" in result.output
+
+
+def test_confusion_matrix_counts_by_hand():
+    from tools.viz.confusion import confusion_matrix
+
+    counts = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_confusion_png_and_json(run_dir, data, tmp_path, monkeypatch):
+    """The real path once (every validation image counted once), then with known predictions: the JSON's
+    per-class accuracies and error are those of the predictions."""
+    root, lists = data
+    out = tmp_path / "c.png"
+    result = CliRunner().invoke(visualize.main, ["confusion", str(run_dir), "--root", str(root), "--lists", str(lists),
+                                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).format == "PNG" and np.array(summary["counts"]).sum() == 6
+    from tools.viz import confusion
+
+    monkeypatch.setattr(confusion, "predictions", lambda model, root, paths, stats: np.array([0, 0, 1, 2, 2, 0]))
+    confusion.draw_confusion(run_dir / "checkpoint.pth.tar", root, lists, out)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    labels = [int(line.split()[-1]) for line in (lists / "val.txt").read_text().splitlines()]
+    assert labels == [0, 0, 1, 1, 2, 2]
+    assert [c["accuracy"] for c in summary["classes"]] == [100.0, 50.0, 50.0]
+    assert summary["top1_err"] == pytest.approx(100 * 2 / 6, abs=1e-3) and summary["images"] == 6

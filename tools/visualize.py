@@ -42,7 +42,8 @@ def _data_options(func):
 
 @click.group("visualize")
 def main() -> None:
-    """Pictures of a run: augmentations, learning curves, conv1 kernels, nearest neighbours, a report."""
+    """Pictures of a run: augmentations, learning curves, conv1 kernels, nearest neighbours, the confusion
+    matrix, a report."""
 
 
 @main.command("curves")
@@ -84,6 +85,21 @@ def neighbours(run: Path, root: Path, lists: Path, pca: Path | None, normalize: 
 
     click.echo(draw_neighbours(find_checkpoint(run), root, lists, default_out(run, out, "neighbours.png"),
                                pca, normalize, queries, max_train, seed))
+
+
+@main.command("confusion")
+@RUN
+@_data_options
+@NORMALIZE
+@OUT
+@user_errors
+def confusion(run: Path, root: Path, lists: Path, pca: Path | None, normalize: str | None, out: Path | None) -> None:
+    """Per-class accuracy and the confusion matrix on the validation list (centre crops); JSON beside the PNG."""
+    from tools.viz.confusion import draw_confusion
+
+    for path in draw_confusion(find_checkpoint(run), root, lists, default_out(run, out, "confusion.png"), pca,
+                               normalize):
+        click.echo(path)
 
 
 @main.command("augment")
