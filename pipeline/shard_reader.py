@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import InputError
-from pipeline.pil_image import stored_pixels
+from pipeline.pil_image import stored_image, stored_pixels
 from pipeline.shards import (Member, format_index, index_path, is_shard_list, parse_label, read_index, read_member,
                              split_entry)
 
@@ -177,9 +177,16 @@ class EncodedImages:
         """Something Image.open takes: the file's path, or the sample's bytes in a BytesIO."""
         return self.root / path if self.members is None else io.BytesIO(self.read(path))
 
-    def where(self, path: str) -> Path:
-        """The entry's file, or its shard sample as `ROOT/shard:key`, for messages."""
-        return self.root / path
+    def stored(self, path: str) -> np.ndarray:
+        """The entry's stored 256x256 image (pipeline.pil_image.stored_pixels); a bad one is one InputError line."""
+        if self.members is None:
+            return stored_image(self.root / path)
+        try:
+            with Image.open(self.open(path)) as image:
+                return stored_pixels(image)
+        except (OSError, UnidentifiedImageError) as error:
+            raise InputError(f"{self.root / path}: PIL could not read or decode this image ({error}); find and "
+                             "drop bad samples with `imagenet-tools prepare ROOT --out DIR --check decode`") from None
 
     def missing(self, paths: Sequence[str]) -> list[str]:
         """The paths whose file or shard is not there."""
