@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.errors import InputError
-from pipeline.pil_image import stored_pixels
-from pipeline.shards import Member, format_index, index_path, parse_label, read_index, read_member, split_entry
+from pipeline.pil_image import stored_image, stored_pixels
+from pipeline.shards import (Member, format_index, index_path, is_shard_list, parse_label, read_index, read_member,
+                             split_entry)
 
 # Index lines hold only these components; the graph reads them in this order.
 READ_EXT = ("jpg", "cls")
@@ -150,3 +151,52 @@ def dali_source(entries: Sequence[tuple[str, int]], folders: Sequence[Path]) -> 
     scratch = tempfile.mkdtemp(prefix="alexnet-shard-index-")
     paths, index_files = write_indexes(entries, members, Path(scratch))
     return paths, index_files, scratch
+
+
+class EncodedImages:
+    """The encoded image of each entry of a list, files and shard samples alike: what the tools that decode
+    images themselves (compute-pca, the pictures) read. Picklable; `subset` keeps only what a worker needs."""
+
+    def __init__(self, root: Path, entries: Sequence[tuple[str, int]], folders: Sequence[Path]) -> None:
+        self.root = Path(root)
+        shards = bool(entries) and is_shard_list(entries)
+        self.members = locate(entries, folders) if shards else None
+
+    def read(self, path: str) -> bytes:
+        """The bytes of the entry's image file or of its shard sample's .jpg.
+
+        Raises:
+            OSError: an unreadable file; InputError: a shard that ends inside the sample.
+        """
+        if self.members is None:
+            return (self.root / path).read_bytes()
+        shard, _ = split_entry(path)  # type: ignore[misc]
+        return read_member(self.root, shard, self.members[path]["jpg"])
+
+    def open(self, path: str):
+        """Something Image.open takes: the file's path, or the sample's bytes in a BytesIO."""
+        return self.root / path if self.members is None else io.BytesIO(self.read(path))
+
+    def stored(self, path: str) -> np.ndarray:
+        """The entry's stored 256x256 image (pipeline.pil_image.stored_pixels); a bad one is one InputError line."""
+        if self.members is None:
+            return stored_image(self.root / path)
+        try:
+            with Image.open(self.open(path)) as image:
+                return stored_pixels(image)
+        except (OSError, UnidentifiedImageError) as error:
+            raise InputError(f"{self.root / path}: PIL could not read or decode this image ({error}); find and "
+                             "drop bad samples with `imagenet-tools prepare ROOT --out DIR --check decode`") from None
+
+    def missing(self, paths: Sequence[str]) -> list[str]:
+        """The paths whose file or shard is not there."""
+        if self.members is None:
+            return [path for path in paths if not (self.root / path).is_file()]
+        return [path for path in paths if not (self.root / split_entry(path)[0]).is_file()]  # type: ignore[index]
+
+    def subset(self, paths: Sequence[str]) -> "EncodedImages":
+        """The same reader holding only `paths`' index entries (cheap to send to a worker)."""
+        part = object.__new__(EncodedImages)
+        part.root = self.root
+        part.members = None if self.members is None else {path: self.members[path] for path in paths}
+        return part

@@ -75,3 +75,29 @@ def read_list(path: Path) -> list[tuple[str, int]]:
         where, _, label = line.rpartition(" ")
         rows.append((where, int(label)))
     return rows
+
+
+def as_files(shards: Path, rows: list[tuple[str, int]], files: Path, list_path: Path) -> list[tuple[str, int]]:
+    """The .jpg of each listed shard sample copied out (read with tarfile) to FILES/<key>.JPEG, and a file list
+    of them in the same order at list_path; returns its (path, label) rows."""
+    files.mkdir(parents=True, exist_ok=True)
+    out = []
+    for where, label in rows:
+        shard, key = where.split(":")
+        with tarfile.open(shards / shard) as tar:
+            (files / f"{key}.JPEG").write_bytes(tar.extractfile(f"{key}.jpg").read())
+        out.append((f"{key}.JPEG", label))
+    list_path.write_text("".join(f"{path} {label}\n" for path, label in out))
+    return out
+
+
+def prepared_shards(base: Path, **layout) -> dict[str, list[tuple[str, int]]]:
+    """write_shards(BASE/wds, **layout), then `imagenet-tools prepare BASE/wds --out BASE/lists`."""
+    from click.testing import CliRunner
+
+    from tools.prepare_imagenet import main as prepare_main
+
+    expected = write_shards(base / "wds", **layout)
+    result = CliRunner().invoke(prepare_main, [str(base / "wds"), "--out", str(base / "lists"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    return expected

@@ -18,6 +18,7 @@ from PIL import Image
 
 from model.train import main as train_main
 from tests.conftest import write_image_tree, write_lists
+from tests.shard_data import prepared_shards
 from tools import ablate
 from tools.ablation import run as ablation_run
 from tools.shared.stages import Stages
@@ -304,3 +305,23 @@ def test_real_runs_on_a_tiny_tree(tmp_path):
     assert "model.train" not in again.output and again.output.count("done before") == 2
     assert json.loads((out / "ablation.json").read_text())["runs"] == report["runs"]
     assert os.path.getsize(out / "ablation.png") > 0
+
+
+@pytest.mark.slow
+def test_real_runs_on_shards(tmp_path):
+    """model.train for real on prepare's lists of webdataset tars (1 step each): trained and scored on the shards'
+    3 validation samples, the labels of their .cls (three digits)."""
+    prepared_shards(tmp_path, train_tars=1, per_tar=3, val_tars=1, labels=3, label_offset=100)
+    out = tmp_path / "abl"
+    args = ["--root", str(tmp_path / "wds"), "--lists", str(tmp_path / "lists"), "--out", str(out), "--epochs", "1",
+            "--max-steps", "1", "-b", "2", "--workers", "1", "--init", "kaiming", "--normalize", "meanstd",
+            "--device", "cpu", "--variants", "no-dropout"]
+    result = CliRunner().invoke(ablate.main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "ablation.json").read_text())
+    assert [run["variant"] for run in report["runs"]] == ["baseline", "no-dropout"]
+    for run in report["runs"]:
+        assert run["evaluation"]["centre"]["images"] == 3 and run["evaluation"]["10-crop"]["images"] == 3
+        assert run["step"] == 1
+        saved = torch.load(out / run["variant"] / "checkpoint.pth.tar", weights_only=True)
+        assert saved["config"]["DataConfig"]["root"] == str(tmp_path / "wds")

@@ -7,6 +7,7 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.shard_data import as_files, prepared_shards
 from tests.test_pipeline_graphs import make_cfg, numpy_train_view, pil_stored
 from tools.preview import main
 
@@ -45,3 +46,42 @@ def test_ten_crop_preview_and_bad_input(image_tree: Path, tmp_path: Path) -> Non
     assert result.exit_code == 1 and "no such folder" in result.output and "Traceback" not in result.output
     result = runner.invoke(main, [str(image_tree), str(cfg.val_list), "--start", "99"])
     assert result.exit_code == 1 and "past the last" in result.output
+
+
+def test_shard_list_previews_the_same_pixels_as_files(tmp_path: Path) -> None:
+    """preview of prepare's shard lists: the stored images are the JPEGs' own (PIL reference), the training views
+    follow the drawn parameters, the val batch equals that of the same JPEGs as files, pixel for pixel."""
+    expected = prepared_shards(tmp_path, train_tars=1, per_tar=4, val_tars=1, labels=4, label_offset=100)
+    runner = CliRunner()
+    npz = tmp_path / "train.npz"
+    result = runner.invoke(main, [str(tmp_path / "wds"), str(tmp_path / "lists" / "train.txt"), "--images", "2",
+                                  "--samples", "2", "--out", str(tmp_path / "t.png"), "--npz", str(npz)])
+    assert result.exit_code == 0, result.output
+    data = np.load(npz)
+    assert data["labels"].tolist() == [label for _, label in expected["train"][:2] for _ in range(2)]
+    files = as_files(tmp_path / "wds", expected["train"][:2], tmp_path / "files", tmp_path / "files.txt")
+    for k in range(4):
+        reference = pil_stored(tmp_path / "files" / files[k // 2][0]).astype(int)
+        assert np.abs(data["stored"][k].astype(int) - reference).mean() < 1.0
+        view = numpy_train_view(data["stored"][k], data["crop_x"][k], data["crop_y"][k], data["flip"][k],
+                                data["alpha"][k].astype(np.float64))
+        np.testing.assert_allclose(data["images"][k], view, atol=2e-3)
+    as_files(tmp_path / "wds", expected["val"][:3], tmp_path / "vfiles", tmp_path / "vfiles.txt")
+    batches = []
+    for root, file_list in ((tmp_path / "wds", tmp_path / "lists" / "val.txt"), (tmp_path / "vfiles", tmp_path / "vfiles.txt")):
+        out = tmp_path / f"{root.name}.npz"
+        result = runner.invoke(main, [str(root), str(file_list), "--split", "val", "--images", "3",
+                                      "--out", str(tmp_path / f"{root.name}.png"), "--npz", str(out)])
+        assert result.exit_code == 0, result.output
+        batches.append(np.load(out))
+    np.testing.assert_array_equal(batches[0]["images"], batches[1]["images"])
+    assert batches[0]["labels"].tolist() == batches[1]["labels"].tolist() == [100, 101, 102]
+
+
+def test_a_missing_shard_is_one_line(tmp_path: Path) -> None:
+    prepared_shards(tmp_path, train_tars=1, per_tar=2, val_tars=1, labels=2)
+    (tmp_path / "wds" / "imagenet1k-validation-00.tar").unlink()
+    result = CliRunner().invoke(main, [str(tmp_path / "wds"), str(tmp_path / "lists" / "val.txt"), "--split", "val",
+                                       "--out", str(tmp_path / "v.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "imagenet1k-validation-00.tar:ILSVRC2012_val_00000001: listed in" in result.output

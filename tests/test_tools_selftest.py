@@ -15,7 +15,7 @@ from tools.checkup.plan import STAGE_NAMES, STAGES
 from tools.checkup.run import Options, not_run, selected
 
 GPU_STAGES = {stage.name for stage in STAGES if stage.gpu}
-CPU_STAGES = {"environment", "data", "pca-cpu", "pipelines-cpu", "model-cpu", "train"}
+CPU_STAGES = {"environment", "data", "pca-cpu", "pipelines-cpu", "shards", "model-cpu", "train"}
 FIELDS = {"name", "status", "seconds", "reason", "summary", "figures", "checks"}
 
 
@@ -102,6 +102,24 @@ def test_measured_figures_are_sane(quick):
     assert pca["images"] == [27, 27] and pca["mean_max_abs_diff"] < 2e-3
     environment = stage(report, "environment")["figures"]
     assert environment["dali"]["flavour"] in ("cuda120", "cuda130") and environment["torch"]["torch"] == torch.__version__
+
+
+def test_the_shards_stage_alone(tmp_path):
+    """--only shards (and the data it needs): the 256 copy packed into tars of 8, prepared, read back."""
+    work = tmp_path / "work"
+    code, output, report = run(["--quick", "--only", "shards", "--out", str(tmp_path / "out"), "--work", str(work),
+                                "--workers", "2"])
+    assert code == 0, output
+    entry = stage(report, "shards")
+    assert entry["status"] == "pass", entry
+    listed = {split: len((work / "bench_lists256" / f"{split}.txt").read_text().splitlines())
+              for split in ("train", "val")}
+    assert listed == {"train": 24 + 3, "val": 6}  # --quick's JPEGs and the 3 repaired odd files; a quarter
+    figures = entry["figures"]
+    assert figures["pack + prepare"] == {"tars": 4 + 1, **listed}  # 27 in tars of 8, 6 in one
+    assert len(list((work / "shards" / "tars").glob("*.tar"))) == 5
+    assert figures["val vs files"] == {"images": 6, "max_abs_diff": 0.0}
+    assert figures["train"]["epoch_images"] == 24 and figures["train"]["raw_max_abs_diff"] < 2e-3
 
 
 def test_a_failed_and_a_crashed_stage_are_reported_and_the_others_run(tmp_path):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from model.alexnet import build_model
 from tests.conftest import CLASSES, write_image_tree
+from tests.shard_data import as_files, prepared_shards
 from tools import visualize
 from tools.viz.curves import lr_drops, read_metrics
 from tools.viz.neighbours import nearest
@@ -180,10 +181,41 @@ def test_confusion_png_and_json(run_dir, data, tmp_path, monkeypatch):
     assert Image.open(out).format == "PNG" and np.array(summary["counts"]).sum() == 6
     from tools.viz import confusion
 
-    monkeypatch.setattr(confusion, "predictions", lambda model, root, paths, stats: np.array([0, 0, 1, 2, 2, 0]))
+    monkeypatch.setattr(confusion, "predictions", lambda model, images, paths, stats: np.array([0, 0, 1, 2, 2, 0]))
     confusion.draw_confusion(run_dir / "checkpoint.pth.tar", root, lists, out)
     summary = json.loads(out.with_suffix(".json").read_text())
     labels = [int(line.split()[-1]) for line in (lists / "val.txt").read_text().splitlines()]
     assert labels == [0, 0, 1, 1, 2, 2]
     assert [c["accuracy"] for c in summary["classes"]] == [100.0, 50.0, 50.0]
     assert summary["top1_err"] == pytest.approx(100 * 2 / 6, abs=1e-3) and summary["images"] == 6
+
+
+@pytest.fixture(scope="module")
+def shard_data(tmp_path_factory) -> Path:
+    """prepare's lists of generated shards (3 labels), and the same JPEGs as files with lists of their own."""
+    base = tmp_path_factory.mktemp("shards")
+    expected = prepared_shards(base, train_tars=2, per_tar=4, val_tars=1, labels=3)
+    (base / "file_lists").mkdir()
+    for split in ("train", "val"):
+        as_files(base / "wds", expected[split], base / "files", base / "file_lists" / f"{split}.txt")
+    shutil.copy(base / "lists" / "classes.tsv", base / "file_lists" / "classes.tsv")
+    return base
+
+
+def test_neighbours_and_augment_read_shard_lists(run_dir, shard_data, tmp_path):
+    """Figure 4 from shards is the picture from the same JPEGs as files, pixel for pixel; augment draws from shards."""
+    pictures = []
+    for root, lists in (("wds", "lists"), ("files", "file_lists")):
+        out = tmp_path / f"{root}.png"
+        args = ["neighbours", str(run_dir / "checkpoint.pth.tar"), "--root", str(shard_data / root),
+                "--lists", str(shard_data / lists), "--queries", "2", "--out", str(out)]
+        result = CliRunner().invoke(visualize.main, args)
+        assert result.exit_code == 0, result.output
+        pictures.append(assert_png(out, (600, 200)))
+    np.testing.assert_array_equal(pictures[0], pictures[1])
+    out = tmp_path / "a.png"
+    args = ["augment", "--root", str(shard_data / "wds"), "--lists", str(shard_data / "lists"), "--images", "2",
+            "--samples", "2", "--out", str(out)]
+    result = CliRunner().invoke(visualize.main, args)
+    assert result.exit_code == 0, result.output
+    assert_png(out, (400, 250))

@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
+from pipeline.shard_reader import EncodedImages
 from pipeline.splits import SPLITS
 from pipeline.writable import writable_file
 from tools.viz.views import draw_grid, run_exposed
@@ -41,7 +42,8 @@ from tools.viz.views import draw_grid, run_exposed
 @user_errors
 def main(root: Path, file_list: Path, split: str, count: int, start: int, samples: int, out: Path,
          npz: Path | None, pca: Path | None, seed: int, device: str) -> None:
-    """Run the SPLIT graph on a few images of FILE_LIST (paths relative to ROOT); write a PNG grid."""
+    """Run the SPLIT graph on a few images of FILE_LIST (paths, or shard samples, relative to ROOT); write a PNG
+    grid."""
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; ROOT is the folder the paths in {file_list} are relative to")
     writable_file(out, "--out")  # before the graph runs, not after
@@ -50,12 +52,15 @@ def main(root: Path, file_list: Path, split: str, count: int, start: int, sample
     entries = read_file_list(file_list)[start : start + count]
     if not entries:
         raise InputError(f"{file_list}: --start {start} is past the last of its lines")
-    missing = [path for path, _ in entries if not (root / path).is_file()]
+    images = EncodedImages(root, entries, [file_list.parent])  # a shard list: through the index files beside it
+    missing = images.missing([path for path, _ in entries])
     if missing:
         raise InputError(f"{root / missing[0]}: listed in {file_list} but missing; is ROOT right?")
-    cfg = DataConfig(root=root, pca=pca, seed=seed, device=device, device_id=0 if device == "gpu" else None)  # type: ignore[arg-type]
+    # train_list only says where a shard list's index files are; the graph reads `entries`.
+    cfg = DataConfig(root=root, train_list=file_list, pca=pca, seed=seed, device=device,  # type: ignore[arg-type]
+                     device_id=0 if device == "gpu" else None)
     arrays = run_exposed(cfg, split, entries, samples)
-    draw_grid(root, arrays, split, samples, out)
+    draw_grid(images, arrays, split, samples, out)
     click.echo(f"wrote {out} ({len(entries)} images, split {split})")
     if npz is not None:
         np.savez(npz, **arrays)

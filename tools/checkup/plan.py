@@ -49,6 +49,8 @@ STAGES = (
               seconds=(5, 10, 12), limit=(180, 300, 120)),
     StageSpec("pipelines-gpu", "the same graphs on the GPU; GPU vs CPU differences; memory", gpu=True,
               needs=("data",), seconds=(30, 30, 30), limit=(180, 180, 180)),
+    StageSpec("shards", "pack + prepare webdataset shards; their val tensors equal the files', train as NumPy's",
+              needs=("data",), seconds=(10, 15, 15), limit=(180, 300, 120)),
     StageSpec("model-cpu", "alexnet, alexnet_owt: fp32, bf16, channels_last; towers; 2-process DDP (gloo)",
               seconds=(35, 50, 25), limit=(300, 600, 240)),
     StageSpec("model-gpu", "the same on the GPU, against the CPU; towers and DDP on the GPU", gpu=True,

@@ -24,6 +24,7 @@ FUNCTIONS = {
     "pca-gpu": "tools.checkup.pca_devices:pca_gpu",
     "pipelines-cpu": "tools.checkup.pipelines:pipelines_cpu",
     "pipelines-gpu": "tools.checkup.pipelines:pipelines_gpu",
+    "shards": "tools.checkup.shard_stage:shards",
     "model-cpu": "tools.checkup.network:model_cpu",
     "model-gpu": "tools.checkup.network:model_gpu",
     "train": "tools.checkup.training:train",

@@ -14,6 +14,7 @@ from pipeline.atomic import replacing
 from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca, mean_image_file, write_mean_image
+from pipeline.shard_reader import EncodedImages
 from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 from tools.shared.jobs import Progress
 
@@ -46,7 +47,7 @@ def choose_items(entries: list[tuple[str, int]], max_images: int | None, seed: i
 
 
 def compute_moments(
-    root: Path, items: list[tuple[int, str]], list_path: Path, device: str, backend: str, workers: int,
+    images: EncodedImages, items: list[tuple[int, str]], list_path: Path, device: str, backend: str, workers: int,
     on_error: str,
 ) -> tuple[PixelMoments, list[tuple[int, str, str]], float]:
     """Run the chosen backend over the items; returns (moments, skips, images/s)."""
@@ -55,11 +56,11 @@ def compute_moments(
         if backend == "pil":
             from tools.pca.pil import run_pil
 
-            moments, skipped = run_pil(root, items, workers, on_error, list_path, progress.update)
+            moments, skipped = run_pil(images, items, workers, on_error, list_path, progress.update)
         else:
             from tools.pca.dali import run_dali
 
-            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress.update)
+            moments, skipped = run_dali(images, items, device, workers, on_error, list_path, progress.update)
     finally:
         progress.finish()  # also before an error, so that its line starts on a line of its own
     return moments, skipped, progress.rate()
@@ -125,7 +126,9 @@ def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, 
     """
     entries = read_file_list(list_path)
     items = choose_items(entries, max_images, seed)
-    moments, skipped, rate = compute_moments(root, items, list_path, device, backend, workers, on_error)
+    # A shard list's samples are found through prepare's index files beside the list (pipeline/shards.py).
+    images = EncodedImages(root, [entries[i] for i, _ in items], [list_path.parent])
+    moments, skipped, rate = compute_moments(images, items, list_path, device, backend, workers, on_error)
     if moments.n_images == 0:
         raise InputError(f"{list_path}: none of the {len(items)} images could be read (first: {skipped[0][2]})")
     preprocessing = PREPROCESSING if backend == "pil" else DALI_PREPROCESSING.format(device=device)

@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.config import DataConfig
+from pipeline.errors import InputError
+from pipeline.shard_reader import EncodedImages
 from tools.pca.pil import Item, ProgressCallback, Skip, fail_on
 from tools.pca.stats import PixelMoments, moments_of
 
@@ -108,16 +110,16 @@ def torch_moments(output, count: int, device) -> PixelMoments:
     )
 
 
-def _read(root: Path, item: Item) -> tuple[np.ndarray | None, str]:
+def _read(images: EncodedImages, item: Item) -> tuple[np.ndarray | None, str]:
     try:
-        data = np.fromfile(root / item[1], dtype=np.uint8)
-    except OSError as error:
+        data = np.frombuffer(images.read(item[1]), dtype=np.uint8)
+    except (OSError, InputError) as error:  # InputError: a shard that ends inside the sample
         return None, f"{type(error).__name__}: {error}"
     return (data, "") if data.size else (None, "empty file")
 
 
 def run_dali(
-    root: Path,
+    images: EncodedImages,
     items: Sequence[Item],
     device: str,
     workers: int,
@@ -129,7 +131,7 @@ def run_dali(
     """Moments of all items with DALI.
 
     Args:
-        root: folder the paths are relative to.
+        images: reads the list's files or shard samples (pipeline.shard_reader.EncodedImages).
         items: (list index, relative path) pairs.
         device: "gpu" or "cpu".
         workers: DALI CPU threads.
@@ -149,13 +151,13 @@ def run_dali(
     make = lambda size: build_pipeline(device, size, max(1, workers), device_id)  # noqa: E731
     summer = _Summer(device_id)
     try:
-        return _run_batches(root, items, batch_size, make, summer, on_error, list_path, progress)
+        return _run_batches(images, items, batch_size, make, summer, on_error, list_path, progress)
     finally:
         summer.close()
 
 
 def _run_batches(
-    root: Path, items: Sequence[Item], batch_size: int, make: Callable, summer: _Summer, on_error: str,
+    images: EncodedImages, items: Sequence[Item], batch_size: int, make: Callable, summer: _Summer, on_error: str,
     list_path: Path, progress: ProgressCallback,
 ) -> tuple[PixelMoments, list[Skip]]:
     total, skipped = PixelMoments(), []
@@ -164,7 +166,7 @@ def _run_batches(
     for start in range(0, len(items), batch_size):
         batch, bad = [], []
         for item in items[start : start + batch_size]:
-            data, reason = _read(root, item)
+            data, reason = _read(images, item)
             if data is None:
                 bad.append((*item, reason))
             else:

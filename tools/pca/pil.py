@@ -13,6 +13,7 @@ from PIL import Image
 
 from pipeline.errors import InputError
 from pipeline.pil_image import stored_pixels
+from pipeline.shard_reader import EncodedImages
 from tools.pca.stats import PixelMoments, moments_of
 from tools.shared.jobs import job_pool
 
@@ -33,8 +34,9 @@ CHUNK = 32
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, MemoryError, Image.DecompressionBombError)
 
 
-def image_moments(path: Path) -> PixelMoments:
-    """Moments of one image file after the paper's preprocessing (pipeline.pil_image.stored_pixels)."""
+def image_moments(path) -> PixelMoments:
+    """Moments of one image (a file's path, or a file object) after the paper's preprocessing
+    (pipeline.pil_image.stored_pixels)."""
     with warnings.catch_warnings():
         # Large images warn before they would raise; the pixels are still used.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -42,11 +44,11 @@ def image_moments(path: Path) -> PixelMoments:
             return moments_of(stored_pixels(image))
 
 
-def chunk_moments(root: Path, items: Sequence[Item]) -> tuple[PixelMoments, list[Skip]]:
+def chunk_moments(images: EncodedImages, items: Sequence[Item]) -> tuple[PixelMoments, list[Skip]]:
     """Moments of a list of images; unreadable ones are returned as skips, not raised.
 
     Args:
-        root: the folder the list's paths are relative to.
+        images: reads the list's files or shard samples (pipeline.shard_reader.EncodedImages).
         items: (list index, relative path) pairs.
 
     Returns:
@@ -55,15 +57,15 @@ def chunk_moments(root: Path, items: Sequence[Item]) -> tuple[PixelMoments, list
     total, skipped = PixelMoments(), []
     for index, relpath in items:
         try:
-            total = total + image_moments(root / relpath)
-        except IMAGE_ERRORS as error:
+            total = total + image_moments(images.open(relpath))
+        except (*IMAGE_ERRORS, InputError) as error:  # InputError: a shard that ends inside the sample
             skipped.append((index, relpath, f"{type(error).__name__}: {error}".strip()))
     return total, skipped
 
 
-def _chunk_task(task: tuple[Path, list[Item]]) -> tuple[int, PixelMoments, list[Skip]]:
-    root, items = task
-    moments, skipped = chunk_moments(root, items)
+def _chunk_task(task: tuple[EncodedImages, list[Item]]) -> tuple[int, PixelMoments, list[Skip]]:
+    images, items = task
+    moments, skipped = chunk_moments(images, items)
     return len(items), moments, skipped
 
 
@@ -77,12 +79,13 @@ def fail_on(skip: Skip, list_path: Path) -> InputError:
 
 
 def run_pil(
-    root: Path, items: Sequence[Item], workers: int, on_error: str, list_path: Path, progress: ProgressCallback
+    images: EncodedImages, items: Sequence[Item], workers: int, on_error: str, list_path: Path,
+    progress: ProgressCallback,
 ) -> tuple[PixelMoments, list[Skip]]:
     """Moments of all items with PIL, in `workers` processes (1: in this process).
 
     Args:
-        root: folder the paths are relative to.
+        images: reads the list's files or shard samples; each task carries only its own samples' index entries.
         items: (list index, relative path) pairs.
         workers: processes (tools.shared.jobs; 1: in this process); the sums are exact, so the result does
             not depend on this.
@@ -96,7 +99,8 @@ def run_pil(
     Raises:
         InputError: an unreadable image with on_error="fail".
     """
-    tasks = [(root, list(items[i : i + CHUNK])) for i in range(0, len(items), CHUNK)]
+    chunks = [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
+    tasks = [(images.subset([path for _, path in chunk]), chunk) for chunk in chunks]
     with job_pool(workers, "compute-pca") as map_jobs:
         return _collect(map_jobs(_chunk_task, tasks), on_error, list_path, progress)
 

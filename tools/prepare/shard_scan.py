@@ -1,5 +1,5 @@
-"""One webdataset tar read once, front to back, with Python's tarfile in stream mode (one member in memory at a
-time): every member accounted for, every sample's image checked as prepare checks a file, its index written.
+"""One webdataset tar read once, front to back, from its member headers (tools/prepare/tar_headers.py; Python's
+tarfile in stream mode for header types that reader leaves to it; one member in memory at a time): every member accounted for, every sample's image checked as prepare checks a file, its index written.
 
 A sample is the run of consecutive members that share a key (the name up to the first dot of its base name,
 as DALI's wds2idx groups them): KEY.jpg (the image), KEY.cls (the label, ASCII digits), KEY.json (metadata:
@@ -12,10 +12,12 @@ import json
 import re
 import tarfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 from pipeline.atomic import write_atomic
 from pipeline.shards import Member, format_index, index_path, parse_label, split_name
 from tools.prepare.check import check_file
+from tools.prepare.tar_headers import Header, Unsupported, headers
 
 BLOCK = 512
 # Labels of more digits than this are refused (the DALI graph parses up to 8; ImageNet-21k needs 5).
@@ -95,33 +97,51 @@ def _class_of(key: str, meta: bytes) -> tuple[str, str]:
     return (match[1] if match else ""), str(info.get("class_name", ""))
 
 
-def _read_members(path: Path, scan: _TarScan) -> tuple[int, str]:
+def _fast_walk(path: Path) -> Iterator[tuple[Header, Callable[[], bytes]]]:
+    """Each member's header and a function reading its data, from the headers directly (tools/prepare/tar_headers)."""
+    with open(path, "rb") as handle:
+        for header in headers(handle):
+            yield header, lambda size=header.size: handle.read(size)
+
+
+def _tarfile_walk(path: Path) -> Iterator[tuple[Header, Callable[[], bytes]]]:
+    """The same through tarfile in stream mode: for the header types that the fast walk leaves to it."""
+    with tarfile.open(path, mode="r|") as tar:
+        for info in tar:
+            header = Header(info.name, info.isfile(), info.offset_data, info.size)
+            yield header, lambda info=info: _extract(tar, info)
+
+
+def _extract(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(info)
+    return handle.read() if handle is not None else b""
+
+
+def _read_members(walk: Iterator[tuple[Header, Callable[[], bytes]]], scan: _TarScan) -> tuple[int, str]:
     """Walk the tar; returns (end of the last member's data, why the walk stopped early or "")."""
     key, parts, end, reading = None, {}, 0, 0
     try:
-        with tarfile.open(path, mode="r|") as tar:
-            for info in tar:
-                scan.members["found"] += 1
-                reading = 1  # until the member is in `parts` or ignored
-                if not info.isfile():
-                    scan.ignore(info.name, "not a regular file (folder or link)")
-                    reading = 0
-                    continue
-                name_key, ext = split_name(info.name)
-                if not name_key or name_key.endswith("/") or name_key.rsplit("/", 1)[-1].startswith("."):
-                    scan.ignore(info.name, "hidden file")
-                    reading = 0
-                    continue
-                if name_key != key:
-                    scan.finish(key, parts)
-                    key, parts = name_key, {}
-                handle = tar.extractfile(info)
-                data = handle.read() if handle is not None and ext in ("jpg", "cls", "json") else b""
-                if ext in ("jpg", "cls", "json") and len(data) != info.size:
-                    raise tarfile.ReadError("unexpected end of data")
-                parts[ext] = (Member(ext, info.offset_data, info.size, info.name), data)
+        for info, read in walk:
+            scan.members["found"] += 1
+            reading = 1  # until the member is in `parts` or ignored
+            if not info.regular:
+                scan.ignore(info.name, "not a regular file (folder or link)")
                 reading = 0
-                end = info.offset_data + -(-info.size // BLOCK) * BLOCK
+                continue
+            name_key, ext = split_name(info.name)
+            if not name_key or name_key.endswith("/") or name_key.rsplit("/", 1)[-1].startswith("."):
+                scan.ignore(info.name, "hidden file")
+                reading = 0
+                continue
+            if name_key != key:
+                scan.finish(key, parts)
+                key, parts = name_key, {}
+            data = read() if ext in ("jpg", "cls", "json") else b""
+            if ext in ("jpg", "cls", "json") and len(data) != info.size:
+                raise tarfile.ReadError("unexpected end of data")
+            parts[ext] = (Member(ext, info.offset_data, info.size, info.name), data)
+            reading = 0
+            end = info.offset_data + -(-info.size // BLOCK) * BLOCK
     except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as error:
         if key is not None and (parts or reading):  # the sample being read when the data stopped
             scan.members["rejected"] += len(parts) + reading
@@ -153,7 +173,11 @@ def scan_tar(job: tuple) -> dict:
     root, rel, out, check, min_side, max_pixels = job
     path = Path(root) / rel
     scan = _TarScan(rel, check, min_side, max_pixels)
-    end, stopped = _read_members(path, scan)
+    try:
+        end, stopped = _read_members(_fast_walk(path), scan)
+    except Unsupported:  # a header type the fast walk leaves to tarfile: read the whole tar again with it
+        scan = _TarScan(rel, check, min_side, max_pixels)
+        end, stopped = _read_members(_tarfile_walk(path), scan)
     if not stopped and scan.members["found"] and not _ends_properly(path, end):
         stopped = "no end-of-archive block after the last member"
     if not scan.members["found"] and not stopped:

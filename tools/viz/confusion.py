@@ -19,18 +19,20 @@ from pipeline.filelist import read_class_table, read_file_list
 from pipeline.lighting import colour_stats
 from pipeline.pil_image import crop_anchor
 from pipeline.pil_loader import normalised
+from pipeline.shard_reader import EncodedImages
 from tools.shared.figures import pyplot, save_figure
 from tools.shared.jobs import Progress
 from tools.viz.neighbours import centre_crops
 
 
 @torch.no_grad()
-def predictions(model: torch.nn.Module, root: Path, paths: list[str], stats, batch_size: int = 64) -> np.ndarray:
-    """Top-1 class of each image's centre crop, read and classified `batch_size` images at a time."""
+def predictions(model: torch.nn.Module, images: EncodedImages, paths: list[str], stats,
+                batch_size: int = 64) -> np.ndarray:
+    """Top-1 class of each image's centre crop (files or shard samples), `batch_size` images at a time."""
     offset = crop_anchor(STORED_SIZE, CROP_SIZE, 0.5)
     out, progress = [], Progress("validation images", len(paths), "images")
     for start in range(0, len(paths), batch_size):
-        crops = centre_crops(root, paths[start:start + batch_size]).astype(np.float32)
+        crops = centre_crops(images, paths[start:start + batch_size]).astype(np.float32)
         batch = normalised(crops, stats, CROP_SIZE, [(offset, offset, False)] * len(crops))
         out.append(model(batch).argmax(1).numpy())
         progress.update(len(crops))
@@ -57,7 +59,8 @@ def draw_confusion(checkpoint: Path, root: Path, lists: Path, out_png: Path, pca
     classes = read_class_table(lists / "classes.tsv")
     val = read_file_list(lists / "val.txt")
     labels = np.array([label for _, label in val])
-    counts = confusion_matrix(labels, predictions(model, root, [p for p, _ in val], stats), len(classes))
+    images = EncodedImages(root, val, [lists])
+    counts = confusion_matrix(labels, predictions(model, images, [p for p, _ in val], stats), len(classes))
     totals = counts.sum(1)
     accuracy = np.where(totals > 0, np.diag(counts) / np.maximum(totals, 1), np.nan)
     present = totals > 0

@@ -15,8 +15,9 @@ from model.checkpoint import load_checkpoint, model_from
 from pipeline.constants import CROP_SIZE, STORED_SIZE
 from pipeline.filelist import read_class_table, read_file_list
 from pipeline.lighting import ColourStats, colour_stats
-from pipeline.pil_image import centre_crop, crop_anchor, stored_image
+from pipeline.pil_image import centre_crop, crop_anchor
 from pipeline.pil_loader import normalised
+from pipeline.shard_reader import EncodedImages
 from tools.shared.figures import pyplot, save_figure
 from tools.shared.jobs import Progress
 from tools.viz.views import pick
@@ -24,9 +25,9 @@ from tools.viz.views import pick
 NEIGHBOURS = 6
 
 
-def centre_crops(root: Path, relpaths: list[str]) -> np.ndarray:
-    """The validation view of each image: uint8 (n, 224, 224, 3)."""
-    return np.stack([centre_crop(stored_image(Path(root) / p), CROP_SIZE) for p in relpaths])
+def centre_crops(images: EncodedImages, relpaths: list[str]) -> np.ndarray:
+    """The validation view of each image (a file or a shard sample): uint8 (n, 224, 224, 3)."""
+    return np.stack([centre_crop(images.stored(p), CROP_SIZE) for p in relpaths])
 
 
 @torch.no_grad()
@@ -81,8 +82,8 @@ def draw_neighbours(checkpoint: Path, root: Path, lists: Path, out_png: Path, pc
     names = dict(enumerate(c for c, _ in read_class_table(lists / "classes.tsv"))) \
         if (lists / "classes.tsv").is_file() else {}
     stats = colour_stats(pca, normalize or data.get("normalize", "mean"), mean_window=data.get("mean_window", "centre"))
-    train_crops = centre_crops(root, [p for p, _ in train])
-    val_crops = centre_crops(root, [p for p, _ in val])
+    train_crops = centre_crops(EncodedImages(root, train, [lists]), [p for p, _ in train])
+    val_crops = centre_crops(EncodedImages(root, val, [lists]), [p for p, _ in val])
     index = nearest(fc7_vectors(model, val_crops, stats), fc7_vectors(model, train_crops, stats))
     k = index.shape[1]
     figure, axes = pyplot().subplots(len(val), k + 1, figsize=(1.6 * (k + 1), 1.75 * len(val)), squeeze=False)

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.filelist import read_file_list
+from pipeline.shard_reader import EncodedImages
 from tools.shared.figures import pyplot, save_figure
 
 # §6's ten views in pipeline.constants.TEN_CROP_POSITIONS' order.
@@ -63,12 +64,12 @@ def _row_titles(arrays: dict[str, np.ndarray], split: str, index: int, count: in
     return list(TEN_CROP_TITLES) if split == "ten_crop" else ["centre 224"]
 
 
-def draw_grid(root: Path, arrays: dict[str, np.ndarray], split: str, samples: int, out: Path,
+def draw_grid(images: EncodedImages, arrays: dict[str, np.ndarray], split: str, samples: int, out: Path,
               title: str | None = None) -> Path:
     """One row per image: original, stored 256x256, then the graph's views (clipped to 0-255 for display).
 
     Args:
-        root: the folder of the listed files (the originals are read from it).
+        images: the listed files or shard samples (the originals are read from it).
         arrays: run_exposed's output.
         split, samples: as given to run_exposed.
         out: the PNG to write.
@@ -92,7 +93,7 @@ def draw_grid(root: Path, arrays: dict[str, np.ndarray], split: str, samples: in
     figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.6 * rows), squeeze=False)
     for r in range(rows):
         file = arrays["files"][r * per_image]
-        with Image.open(Path(root) / file) as original:
+        with Image.open(images.open(str(file))) as original:
             panels = [np.asarray(upright_rgb(original)), arrays["stored"][r * per_image]]  # as DALI shows it
         panels += [np.clip(v, 0, 255).astype(np.uint8) for v in views[r]]
         titles = [f"{Path(file).name}\n{panels[0].shape[1]}x{panels[0].shape[0]}", "stored 256x256"]
@@ -141,7 +142,10 @@ def draw_augmentations(root: Path, lists: Path, out_png: Path, pca: Path | None 
     Returns:
         out_png.
     """
-    entries = pick(read_file_list(Path(lists) / "train.txt"), images, seed)
-    cfg = DataConfig(root=Path(root), pca=pca, device="cpu", num_threads=1, seed=seed)
+    train_list = Path(lists) / "train.txt"
+    entries = pick(read_file_list(train_list), images, seed)
+    # train_list: a shard list's samples are found through the index files beside it.
+    cfg = DataConfig(root=Path(root), train_list=train_list, pca=pca, device="cpu", num_threads=1, seed=seed)
     arrays = run_exposed(cfg, "train", entries, samples)
-    return draw_grid(root, arrays, "train", samples, out_png, AUGMENT_TITLE)
+    originals = EncodedImages(root, entries, [Path(lists)])
+    return draw_grid(originals, arrays, "train", samples, out_png, AUGMENT_TITLE)
