@@ -75,6 +75,9 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
         click.echo(f"warning: {_count(len(lonely), 'class has', 'classes have')} a label but no training image "
                    f"(a val folder named unlike every train folder?): {', '.join(lonely[:5])}"
                    f"{' ...' if len(lonely) > 5 else ''}", err=True)
+    if not summary["validation_set"]:
+        click.echo(f"no validation set: no val images under {root}, so no val.txt; model.train trains without "
+                   "validation (with --schedule step; docs/training.md)")
     click.echo(f"lists relative to {summary['lists_relative_to']}")
     click.echo("wrote " + ", ".join(summary["written"]))
     files = summary["files"]
