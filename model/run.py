@@ -25,8 +25,8 @@ from model.optim import make_sgd
 from model.provenance import check_checkpoint, records
 from model.resume import announce, apply_changes, evaluation_settings, resume_settings
 from model.run_folder import RunFolder
-from model.validation import without_validation
 from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
+from model.validation import without_validation
 from model.variants import net_entry, resolve_decay_biases, resolve_net
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
