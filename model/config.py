@@ -96,6 +96,8 @@ class RunConfig:
         towers, lrn, pool, dropout: the paper's ablations (model.alexnet.NetConfig, model/variants.py);
             None: the checkpoint's with --resume or -e, else the paper's (2, True, "overlap", True).
         overwrite: a new run may replace the run that `out` holds (its checkpoints and metrics).
+        accept_pca_change: --resume/-e go on with other colour statistics than the checkpoint records
+            (model/provenance.py); refused otherwise.
         given: the flags typed on the command line (click parameter names); with `resume` the others
             take the checkpoint's values (model/resume.py).
     """
@@ -123,6 +125,7 @@ class RunConfig:
     pool: Literal["overlap", "plain"] | None = None
     dropout: bool | None = None
     overwrite: bool = False
+    accept_pca_change: bool = False
     given: tuple[str, ...] = ()
 
 

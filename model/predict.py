@@ -2,6 +2,10 @@
 
     python -m model.predict runs/a1/model_best.pth.tar photo1.jpg photo2.jpg --classes lists/classes.tsv
 
+The checkpoint's class table and statistics are checked first (model/provenance.py): other classes in --classes
+are refused, naming the first that differs; another pca.json or mean image than the run's is refused unless
+--accept-pca-change.
+
 Preprocessing is validation's, by construction: the PIL baseline's stored image, centre crop and
 normalisation (shorter side 256, centre 256x256, centre 224 crop, the normalisation the checkpoint was
 trained with).
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, model_from
+from model.provenance import ACCEPT_FLAG, check_checkpoint
 from pipeline.constants import CROP_SIZE, NORMALIZATIONS, STORED_SIZE
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_class_table
@@ -62,9 +67,11 @@ def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Pat
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
               help="Override the checkpoint's normalisation (it is read from the checkpoint).")
 @click.option("--pca", type=click.Path(), default=None, help="Override the checkpoint's pca.json (its mean).")
+@click.option(ACCEPT_FLAG, "accept_pca_change", is_flag=True,
+              help="Go on with other statistics than the pca.json and mean image the checkpoint records.")
 @user_errors
 def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, normalize: str | None,
-         pca: str | None) -> None:
+         pca: str | None, accept_pca_change: bool) -> None:
     """Print the top-5 classes of each IMAGE according to CHECKPOINT."""
     table = read_class_table(Path(classes))
     state = load_checkpoint(Path(checkpoint), num_classes=len(table))
@@ -73,6 +80,7 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
     pca_path = Path(pca) if pca else (Path(data_config["pca"]) if data_config.get("pca") else None)
     if pca_path is not None and not pca_path.is_file():
         raise InputError(f"{pca_path}: the checkpoint was trained with this pca.json (its mean); pass --pca PATH")
+    check_checkpoint(state, Path(checkpoint), checkpoint, pca_path, table, Path(classes), accept_pca_change)
     try:
         torch_device = torch.device(device)
     except RuntimeError:

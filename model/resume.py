@@ -11,6 +11,7 @@ were typed on the command line is in RunConfig.given; a flag left out takes the 
 - EVALUATION (-e): what shapes the validation input; taken from the checkpoint, a conflicting flag refused.
 
 Checkpoints without a config (written before it was stored) are resumed with the command line's settings.
+The pca.json and class table are also checked by content (model/provenance.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from model.optim import decays_biases
+from model.provenance import STATISTICS_KEY
 from pipeline.errors import InputError
 
 
@@ -119,7 +121,9 @@ def _take(settings: tuple[Setting, ...], checkpoint: dict, configs: dict, given:
         if not recorded or _same(setting, value, current):
             continue
         if setting.flag in given:
-            if refuse is not None:
+            # A checkpoint that records its statistics' sha256 judges another --pca by content, after this
+            # (model/provenance.py: refused unless --accept-pca-change).
+            if refuse is not None and not (setting.field in PATH_FIELDS and STATISTICS_KEY in checkpoint):
                 raise InputError(f"{refuse[0]}: the run was trained with {_shown(setting, value)}; "
                                  f"{_shown(setting, current)} {refuse[1]}")
             continue

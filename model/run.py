@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -22,9 +22,11 @@ from model.config import LR_DROP_FACTOR, OptimConfig, RunConfig, ScheduleConfig,
 from model.engine import Trainer, evaluate, train_one_epoch
 from model.metrics import EpochClock, Meter, TrainingDiverged
 from model.optim import make_sgd
+from model.provenance import check_checkpoint, records
 from model.resume import announce, apply_changes, evaluation_settings, resume_settings
 from model.run_folder import RunFolder
 from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
+from model.validation import without_validation
 from model.variants import net_entry, resolve_decay_biases, resolve_net
 from model.warmup import ChanceWatch, Warmup, warmup_steps
 from pipeline.config import DataConfig
@@ -66,6 +68,7 @@ class Session:
     position: Position
     net_config: NetConfig = NetConfig()  # the network trained (the paper's, or an ablation: model/variants.py)
     folder: RunFolder | None = None  # the locked --out of a training run (main process only)
+    records: dict = field(default_factory=dict)  # what every checkpoint records of its inputs (model/provenance.py)
 
     def close(self) -> None:
         if self.folder is not None:
@@ -91,10 +94,13 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
     ctx = parallel.init_parallel(run.parallel, run.device, run.gpus)
     folder = None
     try:
+        if run.resume is None:  # a resumed run's schedule is known once its checkpoint is read
+            data = without_validation(data, schedule, run, ctx.is_main)
         if ctx.is_main and not run.evaluate:  # before any work: --out writable, locked, not another run's
             folder = RunFolder.claim(run.out, run.resume, run.overwrite)
         on_gpu = ctx.device.type == "cuda"
-        num_classes = len(read_class_table(run.classes)) if run.classes else 1000
+        table = read_class_table(run.classes) if run.classes else []
+        num_classes = len(table) if run.classes else 1000
         # Labels are checked against the class table when the lists are read: a label >= num_classes
         # would otherwise surface as an indexing error deep inside the loss.
         data = replace(data, device="gpu" if on_gpu else "cpu", device_id=ctx.device_id, num_classes=num_classes)
@@ -106,6 +112,10 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
                 data = evaluation_settings(checkpoint, data, run)
             else:
                 (data, optim, schedule, run), kept = resume_settings(checkpoint, data, optim, schedule, run)
+            data = without_validation(data, schedule, run, ctx.is_main)
+            source = f"{'-e ' if run.evaluate else ''}--resume {run.resume}"
+            check_checkpoint(checkpoint, run.resume, source, data.pca, table, run.classes, run.accept_pca_change,
+                             log=ctx.is_main)
         arch = run.arch or (checkpoint["arch"] if checkpoint else "alexnet")
         net_config = resolve_net(run, checkpoint)
         torch.manual_seed(run.seed)  # the initial weights depend on the seed only
@@ -143,7 +153,7 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
             if ctx.is_main:
                 announce(run.resume, position, kept, changes)
         return Session(data, optim, schedule, run, ctx, arch, num_classes, net, trainer, scheduler, scaler, position,
-                       net_config, folder)
+                       net_config, folder, records(data.pca, table))
     except BaseException:
         if folder is not None:
             folder.release()
@@ -185,7 +195,7 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
         "rng_ranks": rng if len(rng) > 1 else None,
         "epoch_meter": sums.values() if sums is not None else None,
         "config": as_primitives(session.data, session.optim, session.schedule, session.run),
-        "net": net_entry(session.net_config),
+        "net": net_entry(session.net_config), **session.records,
     }
     save_checkpoint(state, session.run.out, is_best)
 
@@ -200,7 +210,8 @@ def fit(session: Session) -> None:
         trim_metrics(run.out, pos.epoch)  # a resumed epoch is logged again when it completes
         for stale in run.out.glob(".*.pth.tar.*"):  # temp files of a write that a kill -9 interrupted
             stale.unlink(missing_ok=True)
-    val_loader = make_loader(session.data, "val", shard_id=ctx.rank, num_shards=ctx.world_size)
+    validating = session.data.val_list is not None  # None: the lists have no val.txt (model/validation.py)
+    val_loader = make_loader(session.data, "val", shard_id=ctx.rank, num_shards=ctx.world_size) if validating else None
     ten_loader = make_loader(session.data, "ten_crop", shard_id=ctx.rank, num_shards=ctx.world_size) if run.ten_crop else None
     stop = StopRequest(ctx)
     with stop:
@@ -274,7 +285,8 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
     sums = all_ranks(session, meter)
     train = sums.summary()
     freq = session.run.print_freq if ctx.is_main else 0
-    val = evaluate(session.trainer, val_loader, label=f"epoch {epoch} validation", print_freq=freq)
+    val = (evaluate(session.trainer, val_loader, label=f"epoch {epoch} validation", print_freq=freq)
+           if val_loader is not None else None)
     ten = (evaluate(session.trainer, ten_loader, label=f"epoch {epoch} 10-crop validation", print_freq=freq)
            if ten_loader is not None else None)
     if finished:
@@ -283,7 +295,7 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
         else:
             session.scheduler.step()
         pos.epoch, pos.epoch_step = epoch + 1, 0
-    acc1 = 100.0 - val[1]
+    acc1 = 100.0 - val[1] if val is not None else math.nan  # no validation: never a best
     # The first validated epoch of a run folder is always a best (also at 0 % accuracy): model_best.pth.tar
     # exists as soon as there is a validated checkpoint.
     first = not (session.run.out / BEST_NAME).exists()

@@ -32,13 +32,14 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def epoch_record(epoch: int, lr: float, train: tuple, val: tuple, ten: tuple | None, clock: EpochClock) -> dict:
+def epoch_record(epoch: int, lr: float, train: tuple, val: tuple | None, ten: tuple | None, clock: EpochClock) -> dict:
     """One metrics.jsonl line.
 
     Args:
         epoch: the epoch just finished (0-based).
         lr: the learning rate it was trained with.
-        train: (loss, top-1 err %, top-5 err %); val, ten: the same plus an image count (ten: None if not run).
+        train: (loss, top-1 err %, top-5 err %); val, ten: the same plus an image count (None if not run:
+            ten without --ten-crop, val when the lists have no val.txt).
         clock: the epoch's training clock.
 
     Returns:
@@ -47,7 +48,8 @@ def epoch_record(epoch: int, lr: float, train: tuple, val: tuple, ten: tuple | N
     record = {
         "epoch": epoch, "lr": _number(lr),
         "train_loss": _number(train[0]), "train_top1_err": _number(train[1]), "train_top5_err": _number(train[2]),
-        "val_loss": _number(val[0]), "val_top1_err": _number(val[1]), "val_top5_err": _number(val[2]),
+        "val_loss": _number(val[0]) if val else None, "val_top1_err": _number(val[1]) if val else None,
+        "val_top5_err": _number(val[2]) if val else None,
         "val10_top1_err": _number(ten[1]) if ten else None, "val10_top5_err": _number(ten[2]) if ten else None,
         "images_per_s": _number(clock.images_per_s()), "data_wait_frac": _number(clock.data_wait_frac()),
         "time_s": _number(clock.elapsed()),
@@ -61,10 +63,11 @@ def record_line(record: dict) -> str:
     fmt = lambda v, spec=".2f": "nan" if v is None else format(v, spec)  # noqa: E731
     ten = (f" | 10-crop top-1 err {record['val10_top1_err']:.2f}% top-5 err {record['val10_top5_err']:.2f}%"
            if record["val10_top1_err"] is not None else "")
+    val = (f"val loss {fmt(record['val_loss'])} top-1 err {fmt(record['val_top1_err'])}% top-5 err "
+           f"{fmt(record['val_top5_err'])}%" if any(record[key] is not None for key in METRIC_KEYS[5:8])
+           else "no validation")
     return (f"epoch {record['epoch']}: train loss {fmt(record['train_loss'], '.4f')} top-1 err "
-            f"{fmt(record['train_top1_err'])}% top-5 err {fmt(record['train_top5_err'])}% | val loss "
-            f"{fmt(record['val_loss'])} top-1 err {fmt(record['val_top1_err'])}% top-5 err "
-            f"{fmt(record['val_top5_err'])}%{ten} | lr {fmt(record['lr'], '.3g')} | {fmt(record['images_per_s'], '.1f')} "
+            f"{fmt(record['train_top1_err'])}% top-5 err {fmt(record['train_top5_err'])}% | {val}{ten} | lr {fmt(record['lr'], '.3g')} | {fmt(record['images_per_s'], '.1f')} "
             f"img/s, data wait {fmt(record['data_wait_frac'], '.0%')} | {fmt(record['time_s'], '.1f')} s")
 
 

@@ -71,6 +71,7 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
         towers=int(options["towers"]) if options["towers"] else None, lrn=options["lrn"], pool=options["pool"],
         dropout=options["dropout"],
         overwrite=options.get("overwrite", False), given=tuple(options.get("given", ())),
+        accept_pca_change=options.get("accept_pca_change", False),
     )
     check_switches(data, run)
     if run.evaluate and run.resume is None:
@@ -119,6 +120,8 @@ POSITIVE = FiniteFloat(min=0.0, min_open=True)
               help="Folder the file lists' paths are relative to.")
 @click.option("--lists", type=click.Path(), required=True, help="prepare's output: train.txt, val.txt, classes.tsv.")
 @click.option("--pca", type=click.Path(), default=None, help="pca.json from compute-pca (default: published ImageNet).")
+@click.option("--accept-pca-change", is_flag=True,
+              help="--resume/-e: go on with other statistics than the pca.json and mean image the checkpoint records.")
 @click.option("-a", "--arch", type=click.Choice(ARCHS), default=None,
               help="Network (default: the checkpoint's with --resume, else alexnet).")
 @click.option("--epochs", type=INT_1, default=PAPER_EPOCHS)

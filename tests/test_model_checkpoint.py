@@ -183,3 +183,29 @@ def test_checkpoints_respect_the_umask_like_other_outputs(tmp_path, umask):
     assert (tmp_path / "metrics.jsonl").stat().st_mode & 0o777 == expected
     assert (tmp_path / CHECKPOINT_NAME).stat().st_mode & 0o777 == expected
     assert (tmp_path / BEST_NAME).stat().st_mode & 0o777 == expected
+
+
+@pytest.mark.parametrize("with_pca", [True, False])
+def test_a_run_records_its_statistics_and_class_table(tmp_path, monkeypatch, with_pca):
+    """Every checkpoint holds the sha256 of the pca.json and mean image it was trained with (hashed here with
+    hashlib) and the wnids in label order, as primitives (weights_only loading)."""
+    from click.testing import CliRunner
+
+    from model.train import main
+    from tests.fake_data import install, write_tiny_lists
+    from tests.statistics_files import mean_image_of, sha256, write_pca_json
+
+    install(monkeypatch)
+    lists = write_tiny_lists(tmp_path / "lists")
+    (lists / "classes.tsv").write_text("0\tn09999999\tzebra\n1\tn00000001\taardvark\n")  # label order, not sorted
+    pca = write_pca_json(tmp_path / "stats" / "pca.json") if with_pca else None
+    result = CliRunner().invoke(main, ["--root", str(tmp_path), "--lists", str(lists), "--out", str(tmp_path / "run"),
+                                       "--epochs", "1", "--lr", "0.001", *(["--pca", str(pca)] if pca else [])])
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "run" / CHECKPOINT_NAME, weights_only=True)
+    expected = {"pca": None, "pca_sha256": None, "mean_image": None, "mean_image_sha256": None}
+    if with_pca:
+        expected = {"pca": str(pca), "pca_sha256": sha256(pca), "mean_image": str(mean_image_of(pca)),
+                    "mean_image_sha256": sha256(mean_image_of(pca))}
+    assert state["statistics"] == expected
+    assert state["classes"] == ["n09999999", "n00000001"]

@@ -16,6 +16,7 @@ from pipeline.constants import IMAGENET_MEAN_255, IMAGENET_STD_255
 from tests.conftest import textured_image
 
 SCALE = 0.3  # spreads the probabilities so their order is well defined
+PUBLISHED = {"pca": None, "pca_sha256": None, "mean_image": None, "mean_image_sha256": None}  # no --pca
 NAMES = ["tench", "English springer", "cassette player", "chain saw", "church", "French horn"]
 
 
@@ -27,7 +28,8 @@ def trained(tmp_path):
     with torch.no_grad():
         net.fc8.weight.mul_(SCALE)
     state = {"epoch": 1, "arch": "alexnet", "num_classes": len(NAMES), "state_dict": net.state_dict(),
-             "config": {"DataConfig": {"normalize": "meanstd", "pca": None}}}
+             "config": {"DataConfig": {"normalize": "meanstd", "pca": None}}, "statistics": PUBLISHED,
+             "classes": [f"n{i:08d}" for i in range(len(NAMES))]}
     save_checkpoint(state, tmp_path / "run", is_best=False)
     classes = tmp_path / "classes.tsv"
     classes.write_text("".join(f"{i}\tn{i:08d}\t{name}\n" for i, name in enumerate(NAMES)))
@@ -130,3 +132,60 @@ def test_a_run_with_a_relative_pca_path_predicts_from_another_folder(trained, tm
                                        "--classes", str(work / "lists" / "classes.tsv")])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == str(images[0]) and len(result.stdout.splitlines()) == 3
+
+
+def test_a_class_table_in_another_order_is_refused(trained):
+    """As many classes, two swapped: the labels would name the wrong classes; the first that differs is named."""
+    _, checkpoint, classes, images = trained
+    rows = [(f"n{i:08d}", name) for i, name in enumerate(NAMES)]
+    rows[2], rows[4] = rows[4], rows[2]
+    classes.write_text("".join(f"{i}\t{wnid}\t{name}\n" for i, (wnid, name) in enumerate(rows)))
+    result = CliRunner().invoke(main, [str(checkpoint), str(images[0]), "--classes", str(classes)])
+    assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
+    assert result.stderr.splitlines() == [f"Error: {checkpoint}: {classes} labels other classes than the run was "
+                                          f"trained on: label 2 is n00000002 in the checkpoint, n00000004 in "
+                                          f"{classes}; use the lists the run was trained with"]
+
+
+def test_other_statistics_are_refused_unless_accepted(trained, tmp_path):
+    """The run's pca.json replaced under the same name, or one given for a run of the published values: refused
+    in one line naming both; --accept-pca-change classifies with a note."""
+    from tests.statistics_files import described, mean_image_of, sha256, write_pca_json
+
+    net, _, classes, images = trained
+    stats = write_pca_json(tmp_path / "stats" / "pca.json")
+    recorded = {"pca": str(stats), "pca_sha256": sha256(stats), "mean_image": str(mean_image_of(stats)),
+                "mean_image_sha256": sha256(mean_image_of(stats))}
+    trained_with = described(stats)
+    state = {"epoch": 1, "arch": "alexnet", "num_classes": len(NAMES), "state_dict": net.state_dict(),
+             "config": {"DataConfig": {"normalize": "meanstd", "pca": str(stats)}}, "statistics": recorded,
+             "classes": [f"n{i:08d}" for i in range(len(NAMES))]}
+    checkpoint = save_checkpoint(state, tmp_path / "with_pca", is_best=False)
+    mean_image_of(stats).unlink()
+    write_pca_json(stats, shift=0.02)
+    arguments = [str(checkpoint), str(images[0]), "--classes", str(classes)]
+    refused = CliRunner().invoke(main, arguments)
+    change = f"other colour statistics than the run's: trained with {trained_with}, now {described(stats)}"
+    assert refused.exit_code == 1 and refused.stdout == "" and "Traceback" not in refused.output
+    assert refused.stderr.splitlines() == [f"Error: {checkpoint}: {change}; pass --pca with the file it was trained "
+                                           "with, or --accept-pca-change to go on with these"]
+    accepted = CliRunner().invoke(main, [*arguments, "--accept-pca-change"])
+    assert accepted.exit_code == 0 and len(accepted.stdout.splitlines()) == 6, accepted.output
+    assert accepted.stderr.splitlines() == [f"note: {checkpoint}: --accept-pca-change: going on with {change}"]
+    _, published, _, _ = trained
+    given = CliRunner().invoke(main, [str(published), str(images[0]), "--classes", str(classes), "--pca", str(stats)])
+    assert given.exit_code == 1 and given.stderr.splitlines() == [
+        f"Error: {published}: other colour statistics than the run's: trained with the published ImageNet "
+        f"statistics (no --pca), now {described(stats)}; pass --pca with the file it was trained with, or "
+        "--accept-pca-change to go on with these"]
+
+
+def test_a_checkpoint_from_before_the_records_is_accepted_with_a_note(trained, tmp_path):
+    net, checkpoint, classes, images = trained
+    state = torch.load(checkpoint, weights_only=True)
+    del state["statistics"], state["classes"]
+    old = save_checkpoint(state, tmp_path / "old", is_best=False)
+    result = CliRunner().invoke(main, [str(old), str(images[0]), "--classes", str(classes)])
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 6, result.output
+    assert result.stderr.splitlines() == [f"note: {old} was written before checkpoints recorded the sha256 of its "
+                                          "pca.json and its class table: not checked"]

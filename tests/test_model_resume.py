@@ -140,3 +140,76 @@ def test_resume_refuses_another_lighting(tmp_path, first_epoch, flags, was):
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert result.exit_code == 1 and len(errors) == 1, result.output
     assert errors[0].startswith(f"Error: --resume {first_epoch}: the run was trained with {was}; ")
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("Error")]
+
+
+def test_a_replaced_pca_json_is_refused_unless_accepted(tmp_path, monkeypatch):
+    """compute-pca --overwrite puts other statistics under the run's path: -e and --resume refuse them in one line
+    naming both (what the checkpoint recorded, what is there now); a copy of the original is accepted wherever it
+    is; --accept-pca-change goes on with a note."""
+    import shutil
+
+    from tests.statistics_files import described, write_pca_json
+
+    install(monkeypatch)
+    stats = write_pca_json(tmp_path / "stats" / "pca.json")
+    assert run(tmp_path, "--pca", str(stats), "--epochs", "1").exit_code == 0
+    trained_with = described(stats)
+    shutil.copytree(stats.parent, tmp_path / "copy")
+    for side in stats.parent.glob("*.npy"):  # as compute-pca --overwrite does: a new pair, the old side file gone
+        side.unlink()
+    write_pca_json(stats, shift=0.01)
+    checkpoint = tmp_path / "run" / "checkpoint.pth.tar"
+    before = checkpoint.read_bytes()
+    lists = tmp_path / "lists"
+    evaluate = ["--root", str(tmp_path), "--lists", str(lists), "-e", "--resume", str(tmp_path / "run")]
+    for source, result in ((f"-e --resume {tmp_path / 'run'}", CliRunner().invoke(main, evaluate)),
+                           (f"--resume {tmp_path / 'run'}", run(tmp_path, "--resume", str(tmp_path / "run"),
+                                                                "--epochs", "2"))):
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert error_lines(result) == [
+            f"Error: {source}: other colour statistics than the run's: trained with {trained_with}, now "
+            f"{described(stats)}; pass --pca with the file it was trained with, or --accept-pca-change to go on "
+            "with these"]
+    assert checkpoint.read_bytes() == before
+    copy = CliRunner().invoke(main, [*evaluate, "--pca", str(tmp_path / "copy" / "pca.json")])
+    assert copy.exit_code == 0 and "(centre, 2 images)" in copy.output, copy.output
+    accepted = CliRunner().invoke(main, [*evaluate, "--accept-pca-change"])
+    assert accepted.exit_code == 0 and "(centre, 2 images)" in accepted.output, accepted.output
+    assert [line for line in accepted.output.splitlines() if line.startswith("note")] == [
+        f"note: -e --resume {tmp_path / 'run'}: --accept-pca-change: going on with other colour statistics than "
+        f"the run's: trained with {trained_with}, now {described(stats)}"]
+
+
+def test_lists_with_other_classes_are_refused(tmp_path, first_epoch):
+    """Two classes swapped (same count): --resume and -e name the first label that differs."""
+    table = tmp_path / "lists" / "classes.tsv"
+    table.write_text("0\tn2\ttwo\n1\tn1\tone\n")
+    before = (first_epoch / "checkpoint.pth.tar").read_bytes()
+    common = ["--root", str(tmp_path), "--lists", str(tmp_path / "lists"), "--resume", str(first_epoch),
+              "--out", str(first_epoch)]
+    evaluate = CliRunner().invoke(main, [*common, "-e"])
+    resumed = CliRunner().invoke(main, [*common, "--epochs", "2"])
+    for source, result in ((f"-e --resume {first_epoch}", evaluate), (f"--resume {first_epoch}", resumed)):
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert error_lines(result) == [f"Error: {source}: {table} labels other classes than the run was trained on: "
+                                       f"label 0 is n1 in the checkpoint, n2 in {table}; use the lists the run was "
+                                       "trained with"]
+    assert (first_epoch / "checkpoint.pth.tar").read_bytes() == before
+
+
+def test_a_checkpoint_from_before_the_records_is_accepted_with_a_note(tmp_path, first_epoch, monkeypatch):
+    install(monkeypatch)
+    path = first_epoch / "checkpoint.pth.tar"
+    state = torch.load(path, weights_only=True)
+    del state["statistics"], state["classes"]
+    torch.save(state, path)
+    result = CliRunner().invoke(main, ["--root", str(tmp_path), "--lists", str(tmp_path / "lists"), "-e",
+                                       "--resume", str(path)])
+    assert result.exit_code == 0 and "(centre, 2 images)" in result.output, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("note")] == [
+        f"note: {path} was written before checkpoints recorded the sha256 of its pca.json and its class table: "
+        "not checked"]

@@ -85,3 +85,62 @@ def test_workers_default_to_the_usable_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: two processes share this node's CPUs
     assert usable_cpus() == 3
+
+
+def no_val_lists(tmp_path):
+    """A tiny tree with train/ only (one image per class) and its lists, as prepare writes them: no val.txt."""
+    root = tmp_path / "tree"
+    lists = write_lists(root, write_image_tree(root, {"train": 1}, seed=4), tmp_path / "lists")
+    assert not (lists / "val.txt").exists()
+    return root, lists
+
+
+def test_training_without_a_validation_set(tmp_path):
+    """Lists without val.txt (prepare found no val/): model.train says so once and trains (real images, the PIL
+    loader), a checkpoint every epoch, no model_best, metrics without validation values."""
+    root, lists = no_val_lists(tmp_path)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["--root", str(root), "--lists", str(lists), "--out", str(out), "--epochs", "2",
+                                       "-b", "2", "--schedule", "step", "--no-dali", "--workers", "1", "--lr", "0.001"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "val.txt" in line]
+    assert notes == [f"note: --lists {lists} has no val.txt (prepare found no validation set): training without "
+                     "validation (a checkpoint every epoch, no model_best.pth.tar)"]
+    epochs = [line for line in result.output.splitlines() if line.startswith("epoch ") and "| lr" in line]
+    assert len(epochs) == 2 and all("| no validation |" in line for line in epochs)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["val_loss"], r["val_top1_err"], r["val_top5_err"]) for r in records] == \
+        [(0, None, None, None), (1, None, None, None)]
+    state = torch.load(out / "checkpoint.pth.tar", weights_only=True)
+    assert (state["epoch"], state["step"], state["best_acc1"]) == (2, 2, 0.0)
+    assert not (out / "model_best.pth.tar").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([], "and --schedule plateau lowers the rate when validation stops improving; train without validation with "
+         "--schedule step (lr/10 every --step-size epochs), or add val/ to the tree and run prepare again"),
+    (["--schedule", "step", "--ten-crop"], "and --ten-crop scores the validation set; drop --ten-crop"),
+])
+def test_what_needs_validation_is_refused_without_val_txt(tmp_path, monkeypatch, extra, words):
+    calls = install(monkeypatch)
+    root, lists = no_val_lists(tmp_path)
+    result = CliRunner().invoke(main, ["--root", str(root), "--lists", str(lists), "--out", str(tmp_path / "run"),
+                                       "--epochs", "1", *extra])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == [
+        f"Error: --lists {lists} has no val.txt (prepare found no validation set), {words}"]
+    assert calls == [] and not (tmp_path / "run").exists()
+
+
+def test_evaluate_without_val_txt_is_one_line(tmp_path, monkeypatch):
+    install(monkeypatch)
+    root, lists = no_val_lists(tmp_path)
+    trained = CliRunner().invoke(main, ["--root", str(root), "--lists", str(lists), "--out", str(tmp_path / "run"),
+                                        "--epochs", "1", "--schedule", "step"])
+    assert trained.exit_code == 0, trained.output
+    result = CliRunner().invoke(main, ["--root", str(root), "--lists", str(lists), "-e", "--resume",
+                                       str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == [
+        f"Error: -e: --lists {lists} has no val.txt (prepare found no validation set), so there is nothing to "
+        "evaluate on; give the lists of a tree with val/ images"]

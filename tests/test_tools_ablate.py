@@ -273,6 +273,59 @@ def test_runs_without_a_plan_are_not_taken_over(fake):
         "unknown; choose another --out"]
 
 
+def test_other_statistics_on_the_same_out_are_refused_unless_accepted(fake):
+    """The plan records the sha256 of the pca.json and mean image: the same path with other statistics is refused
+    in one line naming both, a copy elsewhere with the same bytes is taken, --accept-pca-change goes on (and
+    passes the flag to model.train, whose checkpoints record the old statistics)."""
+    import shutil
+
+    from tests.statistics_files import described, mean_image_of, sha256, write_pca_json
+
+    stats = write_pca_json(fake / "stats" / "pca.json")
+    FakeStages.short = {"no-lrn": 0}  # stopped before its budget: the next command continues it
+    first = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--pca", str(stats))
+    assert first.exit_code == 1, first.output
+    plan = json.loads((fake / "abl" / "ablation_plan.json").read_text())
+    assert plan["statistics"] == {"pca": str(stats), "pca_sha256": sha256(stats),
+                                  "mean_image": str(mean_image_of(stats)),
+                                  "mean_image_sha256": sha256(mean_image_of(stats))}
+    trained_with = described(stats)
+    shutil.copytree(stats.parent, fake / "copy")
+    mean_image_of(stats).unlink()
+    write_pca_json(stats, shift=0.01)
+    calls = len(FakeStages.calls)
+    refused = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--pca", str(stats))
+    assert refused.exit_code == 1 and refused.output.strip().splitlines() == [
+        f"Error: --out {fake / 'abl'} holds an ablation run with other colour statistics than the run's: trained "
+        f"with {trained_with}, now {described(stats)}; pass --pca with the file it was trained with, or "
+        "--accept-pca-change to go on with these"]
+    assert len(FakeStages.calls) == calls
+    FakeStages.short = {}
+    copy = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--pca", str(fake / "copy" / "pca.json"))
+    assert copy.exit_code == 0, copy.output
+    assert "--accept-pca-change" not in FakeStages.calls[calls][1]
+    (fake / "abl" / "no-lrn" / "ablation_result.json").unlink()  # evaluate it again, with the other statistics
+    accepted = invoke(fake, "--epochs", "1", "--variants", "no-lrn", "--pca", str(stats), "--accept-pca-change")
+    assert accepted.exit_code == 0, accepted.output
+    assert f"note: --out {fake / 'abl'}: --accept-pca-change: going on with other colour statistics than the run's: " \
+           f"trained with {described(fake / 'copy' / 'pca.json')}, now {described(stats)}" in accepted.output
+    (variant, args), = FakeStages.calls[calls + 2:]
+    assert variant == "no-lrn" and "-e" in args and "--accept-pca-change" in args
+
+
+def test_a_plan_from_before_the_statistics_were_recorded_is_accepted_with_a_note(fake):
+    assert invoke(fake, "--epochs", "1", "--variants", "no-lrn").exit_code == 0
+    path = fake / "abl" / "ablation_plan.json"
+    plan = json.loads(path.read_text())
+    del plan["statistics"]
+    path.write_text(json.dumps(plan))
+    again = invoke(fake, "--epochs", "1", "--variants", "no-lrn")
+    assert again.exit_code == 0, again.output
+    assert f"note: {path} was written before ablation plans recorded the sha256 of their pca.json: not checked" \
+        in again.output.splitlines()
+    assert json.loads(path.read_text())["statistics"]["pca_sha256"] is None  # recorded from now on
+
+
 @pytest.mark.slow
 def test_real_runs_on_a_tiny_tree(tmp_path):
     """model.train for real (1 step each): the baseline and no-dropout, evaluated; a second command trains nothing."""

@@ -240,13 +240,33 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert not (tmp_path / "p.json").exists() and not list(tmp_path.glob("*.npy"))  # no mean image left behind
 
 
-def test_rewriting_replaces_the_mean_image_and_check_describes_it(tree, tmp_path):
-    """A second run to the same --out leaves one pair: the new pca.json and its own mean image."""
+def test_an_existing_out_is_kept_without_overwrite(tree, tmp_path, monkeypatch):
+    """Runs record the sha256 of their pca.json: a second compute-pca to the same --out is refused in one line,
+    before any image is read, and leaves the pca.json and its mean image as they were."""
+    import tools.compute_pca as compute_pca
+
     root, relpaths = tree
     out = tmp_path / "pca.json"
-    for paths in (relpaths[:3], relpaths[3:6]):
+    code, _, err = run_cli("--list", write_list(tmp_path / "l.txt", relpaths[:3]), "--root", root, "--out", out,
+                           "--workers", 1)
+    assert code == 0, err
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.suffix in (".json", ".npy")}
+    monkeypatch.setattr(compute_pca, "compute_pca", lambda *a, **k: pytest.fail("images read before the refusal"))
+    code, stdout, err = run_cli("--list", tmp_path / "l.txt", "--root", root, "--out", out, "--workers", 1)
+    assert code == 1 and "Traceback" not in stdout + err
+    assert err.strip().splitlines() == [f"Error: --out {out} already exists (runs trained with it record its sha256); "
+                                        "replace it and its mean image with --overwrite, or choose another --out"]
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.suffix in (".json", ".npy")}
+    assert after == before and len(before) == 2
+
+
+def test_rewriting_replaces_the_mean_image_and_check_describes_it(tree, tmp_path):
+    """A second run to the same --out with --overwrite leaves one pair: the new pca.json and its own mean image."""
+    root, relpaths = tree
+    out = tmp_path / "pca.json"
+    for paths, extra in ((relpaths[:3], []), (relpaths[3:6], ["--overwrite"])):
         code, _, err = run_cli("--list", write_list(tmp_path / "l.txt", paths), "--root", root, "--out", out,
-                               "--workers", 1)
+                               "--workers", 1, *extra)
         assert code == 0, err
     (side,) = tmp_path.glob("*.npy")
     assert side.name == load(out)["mean_image"]["file"]

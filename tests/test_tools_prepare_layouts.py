@@ -161,3 +161,20 @@ def test_a_class_with_no_training_image_is_warned_about(tmp_path: Path) -> None:
     fixed = run_prepare(root, "--out", tmp_path / "lists3")
     assert fixed.exit_code == 0 and "warning" not in fixed.output
     assert json.loads((tmp_path / "lists3" / "summary.json").read_text())["classes_without_training_images"] == []
+
+
+def test_a_tree_without_val_says_there_is_no_validation_set(image_tree: Path, tmp_path: Path) -> None:
+    """No val/: one plain line and "validation_set": false in summary.json; no val.txt, not even one that an
+    earlier run (of the tree when it had val/) left in --out."""
+    import shutil
+
+    out = tmp_path / "o"
+    assert run_prepare(image_tree, "--out", out).exit_code == 0
+    assert (out / "val.txt").is_file() and json.loads((out / "summary.json").read_text())["validation_set"] is True
+    shutil.rmtree(image_tree / "val")
+    result = run_prepare(image_tree, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"no validation set: no val images under {image_tree}, so no val.txt; model.train trains without " \
+           "validation (with --schedule step; docs/training.md)" in result.output.splitlines()
+    assert json.loads((out / "summary.json").read_text())["validation_set"] is False
+    assert not (out / "val.txt").exists() and len(read_file_list(out / "train.txt")) == 18

@@ -52,10 +52,12 @@ def _with_training_flags(command):
 @click.option("--variants", "variants_text", default=",".join(BY_NAME), show_default=True,
               help="Comma-separated variants to train besides the baseline.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if torch sees a GPU), cpu, cuda, cuda:N.")
+@click.option("--accept-pca-change", is_flag=True,
+              help="Go on with other statistics than the pca.json and mean image that --out's runs record.")
 @_with_training_flags
 @user_errors
 def main(root: Path, lists: Path, pca: Path | None, out: Path, epochs: int, variants_text: str, device: str,
-         **flags) -> None:
+         accept_pca_change: bool, **flags) -> None:
     """Train the paper's net and its ablations alike; compare their errors with the paper's claims.
 
     The flags from -b on are model.train's, passed to every run; one not given is not passed (model.train's
@@ -63,7 +65,8 @@ def main(root: Path, lists: Path, pca: Path | None, out: Path, epochs: int, vari
     """
     variants = parse_variants(variants_text)
     given = {name: value for name, value in flags.items() if value is not None}
-    plan = Plan(root=root, lists=lists, pca=pca, out=out, epochs=epochs, device=pick_device(device), given=given)
+    plan = Plan(root=root, lists=lists, pca=pca, out=out, epochs=epochs, device=pick_device(device), given=given,
+                accept_pca_change=accept_pca_change)
     report = ablate(plan, variants)
     click.echo("\n".join(summary_lines(report, out)))
 

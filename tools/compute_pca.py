@@ -7,6 +7,10 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
     imagenet-tools compute-pca ... --max-images 100000 --seed 0 --workers 8   # a uniform sample
     imagenet-tools compute-pca ... --device gpu                               # DALI nvJPEG + GPU resize
     imagenet-tools compute-pca --check out/pca.json                           # validate a file
+    imagenet-tools compute-pca ... --out out/pca.json --overwrite             # replace an existing one
+
+An existing pca.json is replaced only with --overwrite: checkpoints and ablation plans record the sha256 of
+the pca.json and mean image they were trained with (model/provenance.py), and refuse other ones.
 
 The pixels are those training sees: pipeline.graphs' DALI decode -> shorter side 256 -> centre 256x256
 (`--backend pil`: pipeline.pil_image's PIL equivalent, tools.pca.stats.PREPROCESSING). The sums are
@@ -26,6 +30,7 @@ from pipeline.pca import load_pca, mean_image_file
 from pipeline.processes import usable_cpus
 from pipeline.writable import writable_folder
 from tools.pca.compute import compute_pca
+
 
 def _check(path: Path) -> None:
     pca = load_pca(path)
@@ -52,10 +57,12 @@ def _check(path: Path) -> None:
                    "pipeline.pil_image's decode + resize; dali (default with --device gpu): the training graph's.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable images: skip and count them, or stop at the first.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out (and its mean image); runs trained with it will then refuse it.")
 @click.option("--check", "check_path", type=click.Path(path_type=Path), default=None,
               help="Only validate an existing pca.json (as training reads it) and print its eigenvalues.")
 @user_errors
-def main(list_path, root, out, max_images, seed, workers, device, backend, on_error, check_path) -> None:
+def main(list_path, root, out, max_images, seed, workers, device, backend, on_error, overwrite, check_path) -> None:
     """Eigen-decomposition of the RGB covariance of a file list's images (pca.json)."""
     if check_path is not None:
         return _check(check_path)
@@ -66,6 +73,9 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         raise InputError(f"{root}: --root is not a folder; pass the folder the list's paths are relative to")
     if out.is_dir():
         raise InputError(f"{out}: --out is a folder; pass a file name such as {out / 'pca.json'}")
+    if out.exists() and not overwrite:  # runs trained with it record its sha256 and would refuse a new one
+        raise InputError(f"--out {out} already exists (runs trained with it record its sha256); replace it and its "
+                         "mean image with --overwrite, or choose another --out")
     writable_folder(out.parent, "--out", given=out)  # before the computation, not after it
     if backend is None:
         backend = "dali" if device == "gpu" else "pil"

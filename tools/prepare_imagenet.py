@@ -90,6 +90,9 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
                    f"{' ...' if len(lonely) > 5 else ''}", err=True)
     if "shards" in summary:
         _echo_shards(summary["shards"])
+    if not summary.get("validation_set", True):
+        click.echo(f"no validation set: no val images under {root}, so no val.txt; model.train trains without "
+                   "validation (with --schedule step; docs/training.md)")
     click.echo(f"lists relative to {summary['lists_relative_to']}")
     click.echo("wrote " + ", ".join(summary["written"]))
     files = summary["files"]

@@ -8,6 +8,8 @@ there, so they cannot drift apart). Two kinds:
 - RUN_FLAGS only say how it runs (device, threads, precision, progress, mid-epoch checkpoints) and may
   differ between the commands that continue an ablation.
 A flag the user does not give is not passed: `model.train`'s default applies (the paper's recipe).
+The plan also records the sha256 of the pca.json and mean image (model/provenance.py): a later command whose
+--pca holds other statistics is refused unless --accept-pca-change (a copy elsewhere with the same bytes is fine).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import click
 
 from model.checkpoint import CHECKPOINT_NAME
+from model.provenance import ACCEPT_FLAG, STATISTICS_KEY, statistics_change, statistics_entry
 from model.train import main as train_command
 from pipeline.errors import InputError
 from pipeline.atomic import write_atomic
@@ -60,6 +63,7 @@ class Plan:
     """One ablation: the data, the budget and the flags every variant trains with.
 
     `given`: the RESULT_FLAGS and RUN_FLAGS the user gave (name -> value), passed on as they are.
+    `accept_pca_change`: go on with other statistics than the plan records (passed on to model.train).
     """
 
     root: Path
@@ -69,6 +73,7 @@ class Plan:
     epochs: int
     device: str
     given: dict = field(default_factory=dict)
+    accept_pca_change: bool = False
 
     def run_folder(self, variant: Variant) -> Path:
         return self.out / variant.name
@@ -81,7 +86,7 @@ class Plan:
             if self.given.get(name) is not None:
                 args += flag_args(name, self.given[name])
         args += list(variant.flags)
-        return args + (["--resume", str(folder)] if resume else [])
+        return args + (["--resume", str(folder)] + self._accept() if resume else [])
 
     def eval_args(self, variant: Variant) -> list[str]:
         """`-e --ten-crop` of the variant's last checkpoint; the network and the input normalisation come from it."""
@@ -91,16 +96,21 @@ class Plan:
         for name in ("batch_size", "workers", "print_freq", "dali"):  # scored through the pipeline it trained on
             if self.given.get(name) is not None:
                 args += flag_args(name, self.given[name])
-        return args
+        return args + self._accept()
+
+    def _accept(self) -> list[str]:
+        return [ACCEPT_FLAG] if self.accept_pca_change else []
 
     def _data_args(self) -> list[str]:
         args = ["--root", str(self.root), "--lists", str(self.lists)]
         return args + (["--pca", str(self.pca)] if self.pca is not None else [])
 
     def record(self) -> dict:
-        """What must stay the same for every variant (ablation_plan.json): data, budget, RESULT_FLAGS."""
+        """What must stay the same for every variant (ablation_plan.json): data (with the statistics' sha256),
+        budget, RESULT_FLAGS."""
         data = {"root": os.path.abspath(self.root), "lists": os.path.abspath(self.lists),
-                "pca": os.path.abspath(self.pca) if self.pca is not None else None, "epochs": self.epochs}
+                "pca": os.path.abspath(self.pca) if self.pca is not None else None,
+                STATISTICS_KEY: statistics_entry(self.pca), "epochs": self.epochs}
         return {**data, **{name: effective(name, self.given.get(name)) for name in RESULT_FLAGS}}
 
 
@@ -136,12 +146,36 @@ def claim_out(plan: Plan) -> None:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise InputError(f"{path}: unreadable ({error}); choose another --out") from None
+        judged_by_content = check_statistics(plan, path, saved, wanted)
         for name, value in wanted.items():
+            if name in judged_by_content:
+                continue
             if saved.get(name) != value:
                 raise InputError(f"--out {plan.out} holds an ablation run with {describe(name, saved.get(name))}; "
                                  f"this command has {describe(name, value)}; every variant must train with the "
                                  "same: use the same, or choose another --out")
     write_json(path, wanted)
+
+
+def check_statistics(plan: Plan, path: Path, saved: dict, wanted: dict) -> tuple[str, ...]:
+    """Compare the statistics of the plan at `path` with this command's; returns the record's names that this
+    judged (a plan without the sha256, written before they were recorded, is accepted with a note).
+
+    Raises:
+        InputError: other statistics, without --accept-pca-change.
+    """
+    recorded = saved.get(STATISTICS_KEY)
+    if not isinstance(recorded, dict):
+        click.echo(f"note: {path} was written before ablation plans recorded the sha256 of their pca.json: "
+                   "not checked", err=True)
+        return (STATISTICS_KEY,)
+    change = statistics_change(recorded, wanted[STATISTICS_KEY])
+    if change is not None and not plan.accept_pca_change:
+        raise InputError(f"--out {plan.out} holds an ablation run with {change}; pass --pca with the file it was "
+                         f"trained with, or {ACCEPT_FLAG} to go on with these")
+    if change is not None:
+        click.echo(f"note: --out {plan.out}: {ACCEPT_FLAG}: going on with {change}", err=True)
+    return ("pca", STATISTICS_KEY)
 
 
 def describe(name: str, value) -> str:

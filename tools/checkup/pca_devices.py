@@ -25,7 +25,8 @@ def list_root(lists: Path) -> Path:
 
 def compute(runner: Stages, lists: Path, out: Path, workers: int, device: str, backend: str) -> dict:
     runner.tool(f"compute-pca {device} {backend}", "compute-pca", "--list", lists / "train.txt", "--root",
-                list_root(lists), "--out", out, "--workers", workers, "--device", device, "--backend", backend)
+                list_root(lists), "--out", out, "--workers", workers, "--device", device, "--backend", backend,
+                "--overwrite")  # the selftest's own file
     return json.loads(out.read_text())
 
 

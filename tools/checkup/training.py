@@ -47,7 +47,7 @@ class Runs:
 
 def colour_statistics(runs: Runs) -> Outcome:
     runs.runner.tool("compute-pca", "compute-pca", "--list", runs.paths.shapes_lists / "train.txt", "--root",
-                     runs.paths.shapes256, "--out", runs.pca, "--workers", runs.settings.workers)
+                     runs.paths.shapes256, "--out", runs.pca, "--workers", runs.settings.workers, "--overwrite")
     return Outcome("", {"eigval": json.loads(runs.pca.read_text())["eigval"]})
 
 

@@ -67,7 +67,8 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
         stages.tool("prepare", "prepare", data, "--out", lists, "--resize", 256, "--resized-root", resized,
                     "--workers", workers)
         stages.tool("pca", "compute-pca", "--list", lists / "train.txt", "--root", resized, "--out", pca,
-                    "--workers", workers, "--device", "gpu" if device.startswith("cuda") else "cpu")
+                    "--workers", workers, "--device", "gpu" if device.startswith("cuda") else "cpu",
+                    "--overwrite")  # a demo run again replaces its own pca.json
         stages.module("train", "model.train", *training_args(recipe, resized, lists, pca, run, device, workers,
                                                              max_steps))
         checkpoint = run / CHECKPOINT_NAME

@@ -101,7 +101,8 @@ def account(found: int, listed: int, repaired: int, rejected: int, ignored: int)
 
 
 def write_lists(out: Path, listed: list[Listed], classes: list[tuple[str, str]], splits: Iterable[str]) -> list[Path]:
-    """train.txt / val.txt (`<path> <label>`) for each split that has images, and classes.tsv.
+    """train.txt / val.txt (`<path> <label>`) for each split that has images, and classes.tsv. The list of a
+    split without images that an earlier run left in `out` is removed (it lists another tree's images).
 
     Returns:
         The paths written.
@@ -113,6 +114,8 @@ def write_lists(out: Path, listed: list[Listed], classes: list[tuple[str, str]],
         if rows:
             written.append(out / f"{split}.txt")
             write_text(written[-1], rows)
+        else:
+            (out / f"{split}.txt").unlink(missing_ok=True)
     table = out / "classes.tsv"
     write_text(table, (f"{i}\t{_one_field(cid)}\t{_one_field(name)}" for i, (cid, name) in enumerate(classes)))
     return written + [table]
@@ -158,6 +161,8 @@ def summarize(listed: list[Listed], classes: list[tuple[str, str]], repaired: li
         **settings,
         "classes": len(classes),
         "splits": splits,
+        # No val images (no val/ folder, or none valid): no val.txt; model.train then trains without validation.
+        "validation_set": "val" in splits,
         "image_size": {"width": _stats(widths), "height": _stats(heights),
                        "shorter_side": _stats([min(w, h) for w, h in zip(widths, heights)])},
         "repaired": {"count": len(repaired), "by_reason": dict(Counter(why for _, why, _ in repaired)),
