@@ -74,7 +74,7 @@ class TowerAlexNet(nn.Module):
                                          for name in LAYERS}))
         self.towers = nn.ModuleList(towers)
         # The one-device net's LRN (or none: --no-lrn), pooling (--pool) and dropout (--no-dropout).
-        self.lrn = alexnet.lrn.lrn if isinstance(alexnet.lrn, TowerLRN) else nn.Identity()
+        self.lrn = TowerLRN(towers=1) if isinstance(alexnet.lrn, TowerLRN) else nn.Identity()
         self.pool = nn.MaxPool2d(alexnet.pool.kernel_size, alexnet.pool.stride)
         self.dropout = nn.Dropout(getattr(getattr(alexnet, "dropout", None), "p", DROPOUT))
         self._input_stream: torch.cuda.Stream | None = None  # created on first use, on two distinct GPUs
