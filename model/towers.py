@@ -118,8 +118,8 @@ class TowerAlexNet(nn.Module):
         """Each tower gets both towers' tensors, concatenated along dim 1, on its own device."""
         kind = parts[0].device.type
         if torch.is_autocast_enabled(kind) and parts[0].dtype == torch.float32:
-            # LRN leaves conv2's maps in fp32 under autocast; conv3 would cast them to the autocast dtype
-            # anyway, so casting before the copy gives the same numbers and halves the largest exchange.
+            # TowerLRN keeps conv2's maps in the autocast dtype; should a layer here return fp32 (torch's own
+            # LocalResponseNorm does), conv3 would cast them anyway: casting before the copy halves the exchange.
             parts = [part.to(torch.get_autocast_dtype(kind)) for part in parts]
         return [torch.cat([self._to(part, k) for part in parts], dim=1) for k in range(TOWERS)]
 
