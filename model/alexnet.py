@@ -175,7 +175,9 @@ def _channel_mean(a: torch.Tensor, towers: int) -> torch.Tensor:
 
 
 class _LRN(torch.autograd.Function):
-    """b = a * d^-beta, d = k + alpha * mean(a^2) = k + alpha/n * sum(a^2) (as LRN_ALPHA says): 6 passes forward, 5 back.
+    """b = a * d^-beta, d = k + alpha * mean(a^2) = k + alpha/n * sum(a^2) (LRN_ALPHA's semantics).
+
+    Six passes over the maps forward (square, window mean, scale, shift, pow, product), five backward.
 
     Backward by hand because autograd's graph of the same ops costs ~1.4x (docs/BENCHMARKS.md): with
     g = dL/db, dL/da = g * d^-beta - 2 * alpha * beta * a * mean(g * a * d^-beta / d), where `mean` is the
