@@ -179,7 +179,7 @@ class _LRN(torch.autograd.Function):
 
     Six passes over the maps forward (square, window mean, scale, shift, pow, product), five backward.
 
-    Backward by hand because autograd's graph of the same ops costs ~1.4x (docs/BENCHMARKS.md): with
+    Backward by hand: autograd's graph of the same ops cost 1.3-1.5x on the CPU (docs/BENCHMARKS.md). With
     g = dL/db, dL/da = g * d^-beta - 2 * alpha * beta * a * mean(g * a * d^-beta / d), where `mean` is the
     same window (it is symmetric, so it is its own transpose).
     """
