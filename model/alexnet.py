@@ -166,18 +166,68 @@ class AlexNetOWT(nn.Module):
         return self.classifier[6](self.fc7_features(x))
 
 
+def _channel_mean(a: torch.Tensor, towers: int) -> torch.Tensor:
+    """The mean of `a` over the LRN_SIZE channels around each channel, zeros past each tower's edge.
+
+    One pooling pass over a view of `a` in its own memory format (NCHW or channels_last), no copy: the
+    window runs along C, which is the innermost dimension of a channels_last tensor and a row of an NCHW one.
+    """
+    n, c, h, w = a.shape
+    pad = LRN_SIZE // 2  # torch's LocalResponseNorm pads size // 2 before and (size - 1) // 2 after: equal for 5
+    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        rows = a.permute(0, 2, 3, 1).reshape(n * h * w * towers, 1, c // towers)  # (pixel, tower) x channels
+        mean = F.avg_pool1d(rows, LRN_SIZE, stride=1, padding=pad)  # count_include_pad: zeros count, / n
+        return mean.view(n, h, w, c).permute(0, 3, 1, 2)
+    maps = a.reshape(n * towers, 1, c // towers, h * w)
+    return F.avg_pool2d(maps, (LRN_SIZE, 1), stride=1, padding=(pad, 0)).view(n, c, h, w)
+
+
+class _LRN(torch.autograd.Function):
+    """b = a * d^-beta, d = k + alpha * mean(a^2) = k + alpha/n * sum(a^2) (LRN_ALPHA's semantics).
+
+    Six passes over the maps forward (square, window mean, scale, shift, pow, product), five backward.
+
+    Backward by hand: autograd's graph of the same ops cost 1.3-1.5x on the CPU (docs/BENCHMARKS.md). With
+    g = dL/db, dL/da = g * d^-beta - 2 * alpha * beta * a * mean(g * a * d^-beta / d), where `mean` is the
+    same window (it is symmetric, so it is its own transpose).
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, towers: int) -> torch.Tensor:
+        # In a's dtype on every device: autocast would run pow (CUDA) or avg_pool3d (CPU, torch's own LRN) in
+        # fp32 and return fp32 maps that are twice the bytes, only for conv2 to cast them back to bf16.
+        with torch.autocast(a.device.type, enabled=False):
+            d = _channel_mean(a * a, towers).mul_(LRN_ALPHA).add_(LRN_K)
+            scale = d.pow(-LRN_BETA)
+        ctx.save_for_backward(a, scale, d)
+        ctx.towers = towers
+        return a * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        a, scale, d = ctx.saved_tensors
+        grad_scaled = grad * scale
+        inner = _channel_mean(grad_scaled.mul(a).div_(d), ctx.towers)
+        return torch.addcmul(grad_scaled, a, inner, value=-2 * LRN_ALPHA * LRN_BETA), None
+
+
 class TowerLRN(nn.Module):
-    """LRN within each of the two towers: channels [0, C/2) and [C/2, C) are normalised separately."""
+    """LRN within each tower: channels [0, C/2) and [C/2, C) are normalised separately (towers=2).
+
+    Equal to torch's LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) on each tower's channels, but
+    it keeps the input's memory format (a channels_last input is not copied to NCHW and back) and makes
+    fewer passes over memory (tests/test_model_lrn.py, docs/BENCHMARKS.md).
+    """
 
     def __init__(self, towers: int = 2) -> None:
         super().__init__()
         self.towers = towers
-        self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        # (N, C, H, W) -> (N * towers, C / towers, H, W): LocalResponseNorm zero-pads at each tower's edge.
-        return self.lrn(x.reshape(n * self.towers, c // self.towers, h, w)).reshape(n, c, h, w)
+        return _LRN.apply(x, self.towers)
+
+    def extra_repr(self) -> str:
+        return f"towers={self.towers}, size={LRN_SIZE}, alpha={LRN_ALPHA}, beta={LRN_BETA}, k={LRN_K}"
 
 
 def init_paper(model: nn.Module, bias_one: float = 1.0) -> None:

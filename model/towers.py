@@ -74,7 +74,7 @@ class TowerAlexNet(nn.Module):
                                          for name in LAYERS}))
         self.towers = nn.ModuleList(towers)
         # The one-device net's LRN (or none: --no-lrn), pooling (--pool) and dropout (--no-dropout).
-        self.lrn = alexnet.lrn.lrn if isinstance(alexnet.lrn, TowerLRN) else nn.Identity()
+        self.lrn = TowerLRN(towers=1) if isinstance(alexnet.lrn, TowerLRN) else nn.Identity()
         self.pool = nn.MaxPool2d(alexnet.pool.kernel_size, alexnet.pool.stride)
         self.dropout = nn.Dropout(getattr(getattr(alexnet, "dropout", None), "p", DROPOUT))
         self._input_stream: torch.cuda.Stream | None = None  # created on first use, on two distinct GPUs
@@ -118,8 +118,8 @@ class TowerAlexNet(nn.Module):
         """Each tower gets both towers' tensors, concatenated along dim 1, on its own device."""
         kind = parts[0].device.type
         if torch.is_autocast_enabled(kind) and parts[0].dtype == torch.float32:
-            # LRN leaves conv2's maps in fp32 under autocast; conv3 would cast them to the autocast dtype
-            # anyway, so casting before the copy gives the same numbers and halves the largest exchange.
+            # TowerLRN keeps conv2's maps in the autocast dtype; should a layer here return fp32 (torch's own
+            # LocalResponseNorm does), conv3 would cast them anyway: casting before the copy halves the exchange.
             parts = [part.to(torch.get_autocast_dtype(kind)) for part in parts]
         return [torch.cat([self._to(part, k) for part in parts], dim=1) for k in range(TOWERS)]
 
