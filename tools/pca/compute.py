@@ -4,7 +4,6 @@ reads it). `tools/compute_pca.py` is its command line; docs/pca.md has the numbe
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from pipeline.atomic import replacing
 from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca, mean_image_file, write_mean_image
+from pipeline.version import toolkit_version
 from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 from tools.shared.jobs import Progress
 
@@ -133,7 +133,7 @@ def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, 
         "preprocessing": preprocessing, "device": device, "backend": backend,
         "list": str(list_path), "list_sha256": hashlib.sha256(list_path.read_bytes()).hexdigest(),
         "max_images": max_images, "seed": seed,
-        "tool": "imagenet-tools compute-pca", "version": importlib.metadata.version("alexnet-dali"),
+        "tool": "imagenet-tools compute-pca", "version": toolkit_version(),
     }
     stats = statistics_of(moments)
     write_pca(pca_document(stats, moments, skipped, info), out, stats.mean_image)
