@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from pipeline.config import DataConfig
+from pipeline.devices import announce, device_option, resolve_device
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
 from pipeline.splits import SPLITS
@@ -37,7 +38,7 @@ from tools.viz.views import draw_grid, run_exposed
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save the batch and parameters here.")
 @click.option("--pca", type=click.Path(path_type=Path), default=None, help="pca.json (default: published ImageNet values).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@device_option("The GPU runs the graph's GPU operators (nvJPEG).")
 @user_errors
 def main(root: Path, file_list: Path, split: str, count: int, start: int, samples: int, out: Path,
          npz: Path | None, pca: Path | None, seed: int, device: str) -> None:
@@ -53,7 +54,9 @@ def main(root: Path, file_list: Path, split: str, count: int, start: int, sample
     missing = [path for path, _ in entries if not (root / path).is_file()]
     if missing:
         raise InputError(f"{root / missing[0]}: listed in {file_list} but missing; is ROOT right?")
-    cfg = DataConfig(root=root, pca=pca, seed=seed, device=device, device_id=0 if device == "gpu" else None)  # type: ignore[arg-type]
+    chosen = resolve_device(device)
+    announce(chosen)
+    cfg = DataConfig(root=root, pca=pca, seed=seed, device=chosen.dali, device_id=chosen.index)  # type: ignore[arg-type]
     arrays = run_exposed(cfg, split, entries, samples)
     draw_grid(root, arrays, split, samples, out)
     click.echo(f"wrote {out} ({len(entries)} images, split {split})")

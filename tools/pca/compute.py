@@ -47,7 +47,7 @@ def choose_items(entries: list[tuple[str, int]], max_images: int | None, seed: i
 
 def compute_moments(
     root: Path, items: list[tuple[int, str]], list_path: Path, device: str, backend: str, workers: int,
-    on_error: str,
+    on_error: str, device_id: int | None = 0,
 ) -> tuple[PixelMoments, list[tuple[int, str, str]], float]:
     """Run the chosen backend over the items; returns (moments, skips, images/s)."""
     progress = Progress("compute-pca", len(items), "images")
@@ -59,7 +59,8 @@ def compute_moments(
         else:
             from tools.pca.dali import run_dali
 
-            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress.update)
+            moments, skipped = run_dali(root, items, device, workers, on_error, list_path, progress.update,
+                                        device_id)
     finally:
         progress.finish()  # also before an error, so that its line starts on a line of its own
     return moments, skipped, progress.rate()
@@ -114,7 +115,8 @@ def mean_image_file_of(document: dict, out: Path) -> Path | None:
 
 
 def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, seed: int, workers: int,
-                device: str, backend: str, on_error: str) -> tuple[PixelStatistics, PixelMoments, list, float]:
+                device: str, backend: str, on_error: str,
+                device_id: int | None = 0) -> tuple[PixelStatistics, PixelMoments, list, float]:
     """Sum the moments of a file list's images (or a sample), decompose them, write pca.json at `out`.
 
     Returns:
@@ -125,7 +127,7 @@ def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, 
     """
     entries = read_file_list(list_path)
     items = choose_items(entries, max_images, seed)
-    moments, skipped, rate = compute_moments(root, items, list_path, device, backend, workers, on_error)
+    moments, skipped, rate = compute_moments(root, items, list_path, device, backend, workers, on_error, device_id)
     if moments.n_images == 0:
         raise InputError(f"{list_path}: none of the {len(items)} images could be read (first: {skipped[0][2]})")
     preprocessing = PREPROCESSING if backend == "pil" else DALI_PREPROCESSING.format(device=device)
