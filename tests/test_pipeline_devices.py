@@ -75,8 +75,8 @@ def dry_run(name: str, monkeypatch, data, tmp_path) -> tuple[dict, str]:
         args = [root, lists / "train.txt", "--out", tmp_path / "p.png"]
     elif name == "bench":
         from tools.bench import main
-        stop_at(monkeypatch, "tools.bench:run_bench", seen, lambda options: {"device": options.device})
-        args = ["--root", root, "--lists", lists]
+        stop_at(monkeypatch, "tools.bench:run_bench", seen, lambda options, **k: {"device": options.device})
+        args = ["--root", root, "--lists", lists, "--batch-size", "1"]
     elif name == "ablate":
         from tools.ablate import main
         stop_at(monkeypatch, "tools.ablation.run:run_ablation", seen, lambda plan, *a: {"device": plan.device})
