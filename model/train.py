@@ -24,6 +24,7 @@ from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTU
 from model.engine import evaluate
 from model.parallel import PARALLEL_MODES
 from model.run import Session, fit, open_session
+from model.run_log import EvaluationStop
 from model.variants import check_switches
 from pipeline.config import DataConfig
 from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, PCA_ALPHA_STD
@@ -190,7 +191,8 @@ def main(compile_: bool, **options) -> None:
     session = open_session(data, optim, schedule, run)
     try:
         if run.evaluate:
-            evaluate_only(session)
+            with EvaluationStop(run.resume):  # a signal: one line, nothing written
+                evaluate_only(session)
         else:
             fit(session)
     finally:

@@ -228,6 +228,7 @@ def test_empty_loader_is_a_user_error() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(240)
 @requires_cuda
 def test_gpu_all_modes_bf16_channels_last(tree: tuple[Path, Path], tmp_path: Path) -> None:
     root, list_path = tree
