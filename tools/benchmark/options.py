@@ -8,15 +8,12 @@ from typing import Any, Callable, Sequence
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
+from pipeline.loader import MIN_EPOCH_BATCHES, WORKER_BATCHES, epoch_batches_needed
 from pipeline.processes import usable_cpus
 
 # The default training configuration (§5): the paper's net, 1000 classes.
 ARCH, NUM_CLASSES = "alexnet", 1000
-# Batches an epoch must have for a fair measurement: at least MIN_EPOCH_BATCHES, and WORKER_BATCHES per worker.
-# At an epoch's end the DataLoader's queue drains (each worker makes whole batches: with 3 batches an epoch, 3
-# of 16 workers work) and DALI's iterator decodes the partial last batch and drops it on reset (DALI 2.4,
-# plugin/base_iterator.py), so both figures come out low on short epochs (issue 21).
-MIN_EPOCH_BATCHES, WORKER_BATCHES = 20, 4
+
 AMP_CHOICES = ("off", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -87,11 +84,6 @@ def resolve_datasets(roots: Sequence[Path], lists_dirs: Sequence[Path], lists: S
             raise InputError(f"{train_list}: no such file list; write one with `imagenet-tools prepare ROOT --out DIR`")
         datasets.append(Dataset(name, Path(root), train_list, len(read_file_list(train_list))))
     return tuple(datasets)
-
-
-def epoch_batches_needed(threads: int) -> int:
-    """Batches an epoch needs at `threads` workers for a fair measurement (MIN_EPOCH_BATCHES, WORKER_BATCHES)."""
-    return max(MIN_EPOCH_BATCHES, WORKER_BATCHES * threads)
 
 
 def check_epochs(options: BenchOptions) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_atomic
 from pipeline.filelist import read_file_list
-from tools.benchmark.options import epoch_batches_needed
+from pipeline.loader import epoch_batches_needed
 from tools.checkup.plan import Settings, WorkPaths
 from tools.checkup.record import Outcome, Recorder
 from tools.shared.stages import Stages
@@ -30,7 +30,7 @@ def warmup_steps(settings: Settings) -> int:
 
 
 def epoch_entries(settings: Settings) -> int:
-    """Images an epoch of the bench's lists holds: enough batches for a fair measurement (tools.benchmark.options:
+    """Images an epoch of the bench's lists holds: enough batches for a fair measurement (pipeline.loader:
     at least 20, 4 per worker) and for every timed mode's warm-up and steps within one epoch."""
     sizes = settings.sizes
     batches = max(epoch_batches_needed(settings.workers), warmup_steps(settings) + sizes.bench_steps)
