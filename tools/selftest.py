@@ -3,9 +3,9 @@ and attach its selftest.json to a bug report).
 
     imagenet-tools selftest --quick --out st            # the CPU-sized run CI executes (~3 minutes on 2 cores)
     imagenet-tools selftest --out st                    # more images and steps; the GPU stages where CUDA is
-    imagenet-tools selftest --bench --budget 420 --out st   # and the default-configuration bench, within 7 min
+    imagenet-tools selftest --bench --budget 450 --out st   # and the default-configuration bench, within 7.5 min
     imagenet-tools selftest --only pipelines-gpu,train --out st2   # again, only these (and what they need)
-    imagenet-tools selftest --plan --bench --budget 420 --device cuda   # what a GPU run would do, and its time
+    imagenet-tools selftest --plan --bench --budget 450 --device cuda   # what a GPU run would do, and its time
 
 Each stage runs in its own process under a time limit: a failure, a crash or a timeout is recorded with
 one line and the run goes on. A table (stage, result, time, figure) goes to stdout; DIR/selftest.json
