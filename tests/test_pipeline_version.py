@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from pipeline import version
 from tests.conftest import write_image_tree, write_lists
