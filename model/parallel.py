@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pipeline.errors import InputError
+from pipeline.devices import parse_device
 
 PARALLEL_MODES = ("none", "towers", "ddp")
 # Set to "gloo" to run two DDP processes on one GPU (NCCL refuses two ranks on the same device).
@@ -61,26 +62,6 @@ class ParallelContext:
     is_main: bool
     devices: tuple[torch.device, ...] = ()
     backend: str = ""
-
-
-def parse_device(name: str) -> torch.device:
-    """Parse and check one device name ("cpu", "cuda", "cuda:1"); InputError if it cannot be used."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name} asked for, but this machine has no CUDA device: use --device cpu")
-        index = 0 if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise InputError(
-                f"device {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-        device = torch.device("cuda", index)
-    elif device.type != "cpu":
-        raise InputError(f"device {name!r} is not supported: use cpu or cuda:N")
-    return device
 
 
 def _device_id(device: torch.device) -> int | None:
@@ -135,7 +116,7 @@ def init_parallel(mode: str, device: str, gpus: tuple[str, ...] | None = None) -
     if mode == "towers":
         if not gpus or len(gpus) != 2:
             raise InputError(f"--parallel towers needs two devices, e.g. --gpus cuda:0,cuda:1; got {gpus!r}")
-        devices = (parse_device(gpus[0]), parse_device(gpus[1]))
+        devices = (parse_device(gpus[0], f"--gpus {gpus[0]}"), parse_device(gpus[1], f"--gpus {gpus[1]}"))
         if devices[0].type != devices[1].type:
             raise InputError(f"--gpus {','.join(gpus)}: both towers must be on CUDA or both on the CPU")
         _make_current(devices[0])

@@ -21,6 +21,7 @@ import torch
 from model.checkpoint import load_checkpoint, model_from
 from model.provenance import ACCEPT_FLAG, check_checkpoint
 from pipeline.constants import CROP_SIZE, NORMALIZATIONS, STORED_SIZE
+from pipeline.devices import announce, device_option, resolve_device
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_class_table
 from pipeline.lighting import colour_stats
@@ -63,7 +64,7 @@ def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Pat
 @click.argument("checkpoint", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--classes", type=click.Path(), required=True, help="classes.tsv of the lists it was trained on.")
-@click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
+@device_option()
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None,
               help="Override the checkpoint's normalisation (it is read from the checkpoint).")
 @click.option("--pca", type=click.Path(), default=None, help="Override the checkpoint's pca.json (its mean).")
@@ -81,10 +82,9 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
     if pca_path is not None and not pca_path.is_file():
         raise InputError(f"{pca_path}: the checkpoint was trained with this pca.json (its mean); pass --pca PATH")
     check_checkpoint(state, Path(checkpoint), checkpoint, pca_path, table, Path(classes), accept_pca_change)
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    chosen = resolve_device(device)
+    torch_device = torch.device(chosen.name)
+    announce(chosen)
     model = model_from(state, Path(checkpoint)).to(torch_device)
     window = data_config.get("mean_window", "centre")
     failed = 0

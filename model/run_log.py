@@ -156,3 +156,40 @@ class StopRequest:
         if self.agreed and self.name is None:
             self.name = "a signal on another rank"
         return self.agreed
+
+
+class EvaluationStop:
+    """SIGINT/SIGTERM during `-e`: stop at once, saying in one line what stopped and that nothing was written
+    (an evaluation writes no file), and exit with 128 + the signal's number, as a shell reports a killed command.
+
+    Use as a context manager around the evaluation of `checkpoint`.
+    """
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = checkpoint
+        self._previous: dict = {}
+
+    def __enter__(self) -> "EvaluationStop":
+        for sig in StopRequest.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        raise _Stopped(signum)
+
+    def __exit__(self, kind, error, traceback) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if isinstance(error, _Stopped):
+            if os.environ.get("RANK", "0") == "0":
+                print(f"\n{signal.Signals(error.signum).name}: stopped evaluating {self.checkpoint} before the end; "
+                      "nothing was written (-e writes no file)", file=sys.stderr, flush=True)
+            raise SystemExit(128 + error.signum) from None
+
+
+class _Stopped(BaseException):
+    """Raised by EvaluationStop's handler (a BaseException: no `except Exception` in between swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

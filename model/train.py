@@ -24,10 +24,12 @@ from model.config import PAPER_BATCH_SIZE, PAPER_EPOCHS, PAPER_LR, PAPER_MOMENTU
 from model.engine import evaluate
 from model.parallel import PARALLEL_MODES
 from model.run import Session, fit, open_session
+from model.run_log import EvaluationStop
 from model.variants import check_switches
 from pipeline.config import DataConfig
 from pipeline.constants import LIGHTING_SCALES, MEAN_WINDOWS, NORMALIZATIONS, PCA_ALPHA_STD
 from pipeline.decoder_memory import padding_from_lists
+from pipeline.devices import announce, device_option, resolve_device
 from pipeline.errors import InputError, user_errors
 from pipeline.loader import make_loader
 from pipeline.pca import default_normalization
@@ -141,7 +143,7 @@ POSITIVE = FiniteFloat(min=0.0, min_open=True)
 @click.option("--ten-crop", is_flag=True, help="Also report 10-crop validation error (§6).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seeds init, data order, augmentation, dropout.")
 @click.option("-p", "--print-freq", type=INT_1, default=10, help="Steps between progress lines.")
-@click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
+@device_option()
 @click.option("--workers", type=INT_1, default=usable_cpus(),
               help="DALI CPU threads or DataLoader workers (default: the CPUs this process may use, per process).")
 @click.option("--dali/--no-dali", default=True, help="DALI pipelines, or the PIL DataLoader baseline.")
@@ -188,14 +190,17 @@ def main(compile_: bool, **options) -> None:
     """Train (or with -e evaluate) the paper's AlexNet on a prepared ImageNet-style folder."""
     context = click.get_current_context()
     given = [name for name in context.params if context.get_parameter_source(name) is ParameterSource.COMMANDLINE]
-    data, optim, schedule, run = configs_from_cli({**options, "compile": compile_, "given": given})
+    device = resolve_device(options["device"])
+    data, optim, schedule, run = configs_from_cli({**options, "device": device.name, "compile": compile_, "given": given})
+    announce(device)
     # Every batch has the same shape, so cuDNN's autotuner picks each layer's fastest kernels once
     # (pytorch/examples does the same). Results are then not bit-reproducible on a GPU; on the CPU this is unused.
     torch.backends.cudnn.benchmark = True
     session = open_session(data, optim, schedule, run)
     try:
         if run.evaluate:
-            evaluate_only(session)
+            with EvaluationStop(run.resume):  # a signal: one line, nothing written
+                evaluate_only(session)
         else:
             fit(session)
     finally:

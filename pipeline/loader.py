@@ -23,6 +23,17 @@ from pipeline.errors import InputError
 from pipeline.pil_loader import PilLoader
 from pipeline.splits import SPLITS
 
+# Batches an epoch must have for a fair throughput measurement: at least MIN_EPOCH_BATCHES, and WORKER_BATCHES per
+# worker. At an epoch's end the DataLoader's queue drains (each worker makes whole batches: with 3 batches an
+# epoch, 3 of 16 workers work) and DALI's iterator decodes the partial last batch and drops it on reset (DALI
+# 2.4, plugin/base_iterator.py), so both loaders' figures come out low on short epochs (issue 21).
+MIN_EPOCH_BATCHES, WORKER_BATCHES = 20, 4
+
+
+def epoch_batches_needed(workers: int) -> int:
+    """Batches an epoch needs at `workers` DataLoader workers (or DALI threads) for a fair measurement."""
+    return max(MIN_EPOCH_BATCHES, WORKER_BATCHES * workers)
+
 
 def check_config(cfg: DataConfig) -> None:
     """Reject values the graphs cannot run with, in one line each (the CLI may not have range-checked them)."""

@@ -96,9 +96,15 @@ SLOW_FILES_FIRST = ("test_tools_selftest.py", "test_model_ddp.py", "test_model_t
                     "test_tools_demo.py", "test_model_train_overfit.py", "test_model_run_folder.py")
 
 
+# torch.compile's compile alone takes 40-90 s: in a GPU session (`pytest -m gpu`) the compile test runs last, so
+# that the others have finished and are in the log if the call's time runs out during it.
+LAST = ("test_gpu_all_modes_bf16_channels_last",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(SLOW_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+    items.sort(key=lambda item: item.originalname in LAST)
 
 
 class NumpySgd:

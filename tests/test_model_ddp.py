@@ -202,6 +202,7 @@ def test_ddp_without_torchrun_environment_is_one_line_error(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(120)
 @requires_cuda
 def test_two_gloo_ranks_sharing_one_gpu_equal_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("ALEXNET_DDP_BACKEND", "gloo")  # NCCL refuses two ranks on one GPU

@@ -61,7 +61,8 @@ def test_prints_top5_names_and_probabilities(trained):
     net, checkpoint, classes, images = trained
     result = CliRunner().invoke(main, [str(checkpoint), *map(str, images), "--classes", str(classes)])
     assert result.exit_code == 0, result.output
-    blocks = result.output.strip().split("\n" + str(images[1]) + "\n")
+    assert result.stderr == "device: cpu (auto: torch sees no CUDA device)\n" or torch.cuda.is_available()
+    blocks = result.stdout.strip().split("\n" + str(images[1]) + "\n")
     assert blocks[0].startswith(str(images[0]))
     for path, block in zip(images, [blocks[0].split("\n", 1)[1], blocks[1]]):
         rows = [line.split(None, 3) for line in block.strip().splitlines()]
@@ -102,7 +103,8 @@ def test_one_bad_path_is_reported_and_the_others_are_still_classified(trained, t
     printed = result.stdout.splitlines()
     assert [line for line in printed if not line.startswith(" ")] == [str(images[0]), str(images[1])]
     assert len(printed) == 2 * (1 + 5)  # both good images have their top 5
-    assert result.stderr.splitlines() == [
+    assert result.stderr.splitlines()[0].startswith("device: ")  # where it runs, first
+    assert result.stderr.splitlines()[1:] == [
         f"Error: {missing}: no such image file",
         f"Error: {folder}: is a folder, not an image file; give the image files (e.g. {folder}/*.JPEG)",
         "Error: 2 of 4 images could not be classified (each is named above)",

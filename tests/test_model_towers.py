@@ -212,6 +212,7 @@ def _no_tf32(monkeypatch) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(60)
 @requires_cuda
 def test_towers_on_one_gpu_equal_one_device_alexnet(monkeypatch):
     _no_tf32(monkeypatch)
@@ -219,6 +220,7 @@ def test_towers_on_one_gpu_equal_one_device_alexnet(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(60)
 @requires_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_towers_on_two_gpus_equal_one_device_alexnet(monkeypatch):

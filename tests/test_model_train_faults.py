@@ -144,3 +144,39 @@ def test_evaluate_without_val_txt_is_one_line(tmp_path, monkeypatch):
     assert [line for line in result.output.splitlines() if line.strip()] == [
         f"Error: -e: --lists {lists} has no val.txt (prepare found no validation set), so there is nothing to "
         "evaluate on; give the lists of a tree with val/ images"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_ten_crop_evaluation_says_what_stopped(tmp_path):
+    """issue 20: `-e --ten-crop` killed by SIGTERM ended with no line at all."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "tree"
+    lists = write_lists(root, write_image_tree(root, {"train": 1, "val": 4}, seed=6), tmp_path / "lists")
+    common = [sys.executable, "-m", "model.train", "--root", str(root), "--lists", str(lists), "-b", "1",
+              "--workers", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    trained = subprocess.run([*common, "--out", str(tmp_path / "run"), "--epochs", "1", "--max-steps", "1",
+                              "--lr", "0.001"], capture_output=True, text=True, cwd=repo, env=env, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = tmp_path / "run" / "checkpoint.pth.tar"
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    evaluation = subprocess.Popen([*common, "-e", "--resume", str(checkpoint), "--ten-crop", "-p", "1"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo, env=env)
+    try:
+        for line in evaluation.stderr:  # the 10-crop pass is under way (12 images, one a step)
+            if "10-crop" in line:
+                evaluation.send_signal(signal.SIGTERM)
+                break
+        rest = evaluation.stderr.read()
+        evaluation.wait(timeout=120)
+    finally:
+        evaluation.kill()
+    assert evaluation.returncode == 128 + signal.SIGTERM
+    assert rest.strip().splitlines()[-1] == (f"SIGTERM: stopped evaluating {checkpoint} before the end; nothing was "
+                                             "written (-e writes no file)")
+    assert "Traceback" not in rest and sorted(p.name for p in (tmp_path / "run").iterdir()) == before

@@ -141,6 +141,7 @@ def test_bad_arguments_are_input_errors(image_tree: Path) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(60)
 @requires_cuda
 def test_gpu_graph_matches_cpu_graph(image_tree: Path) -> None:
     cpu, cpu_labels = collect(make_loader(make_cfg(image_tree, batch_size=9), "val"))

@@ -22,7 +22,7 @@ from tests.test_pipeline_graphs import (EIGVAL, EIGVEC, PIL_MEAN_ABS_TOLERANCE, 
                                         numpy_train_view, pil_stored, run_exposed)
 
 CORNERS = [(0, 0), (32, 0), (0, 32), (32, 32), (16, 16)]  # §6's views (x, y): tl, tr, bl, br, centre
-DEVICES = ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, requires_cuda])]
+DEVICES = ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.timeout(60), requires_cuda])]
 
 
 def write_pca_with_mean_image(folder: Path, seed: int = 0) -> tuple[Path, np.ndarray]:

@@ -214,7 +214,7 @@ def test_a_run_stopped_short_of_its_budget_is_not_evaluated(fake):
     (["--variants", "no-lrn,no-lrn"], "--variants: no-lrn is named twice"),
     (["--variants", " , "], "--variants ' , ': name at least one of"),
     (["--pca", "/nonexistent/pca.json"], "--pca /nonexistent/pca.json: no such file"),
-    (["--device", "tpu"], "unknown device 'tpu': use cpu, cuda or cuda:N"),  # before the plan is written
+    (["--device", "tpu"], "unknown device 'tpu': use auto, cpu, cuda or cuda:N"),  # before the plan is written
 ])
 def test_bad_input_is_one_line(fake, args, words):
     result = invoke(fake, "--epochs", "1", *args)

@@ -228,6 +228,7 @@ def test_empty_loader_is_a_user_error() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(240)
 @requires_cuda
 def test_gpu_all_modes_bf16_channels_last(tree: tuple[Path, Path], tmp_path: Path) -> None:
     root, list_path = tree
@@ -242,3 +243,49 @@ def test_gpu_all_modes_bf16_channels_last(tree: tuple[Path, Path], tmp_path: Pat
     for row in report["results"]:
         for mode in MODES:
             check_mode(row["modes"][mode], STEPS * BATCH)
+
+
+# --- batches per epoch, and the JSON as it grows (issue 21) ------------------------------------------------
+def dry_bench(monkeypatch, *args: str) -> list[str]:
+    """bench's stderr lines up to the measurements (run_bench stopped at its start)."""
+    def started(options, **kwargs):
+        raise InputError("started")
+
+    monkeypatch.setattr(bench, "run_bench", started)
+    result = CliRunner().invoke(bench.main, list(args))
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: started", result.output
+    return result.stderr.splitlines()[:-1]
+
+
+def test_too_few_batches_per_epoch_is_said_in_one_line(tree: tuple[Path, Path], monkeypatch) -> None:
+    root, list_path = tree  # 12 images
+    lines = dry_bench(monkeypatch, "--root", str(root), "--list", str(list_path), "--device", "cpu", "--threads",
+                      "2,8", "--batch-size", "4")
+    # 12 // 4 = 3 batches an epoch; needed: max(20, 4 x 2) = 20 at 2 workers, max(20, 4 x 8) = 32 at 8 (the worst).
+    assert lines == ["device: cpu (--device cpu)",
+                     "Warning: images: 12 images are 3 batches of 4 an epoch, fewer than 32 (at least 20, and 4 x "
+                     "the 8 workers) (and 1 more sweep points): each epoch's end drains the DataLoader's queue and "
+                     "DALI drops its partial batch, so the figures come out low; list more images or use a smaller "
+                     "--batch-size"]
+
+
+def test_enough_batches_per_epoch_give_no_warning(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "images"
+    (root / "a").mkdir(parents=True)
+    list_path = tmp_path / "train.txt"  # 21 images at batch 1 and 5 workers: 21 batches >= max(20, 20)
+    list_path.write_text("".join(f"a/{i}.JPEG 0\n" for i in range(21)))
+    assert dry_bench(monkeypatch, "--root", str(root), "--list", str(list_path), "--device", "cpu", "--threads",
+                     "5", "--batch-size", "1") == ["device: cpu (--device cpu)"]
+
+
+def test_the_json_is_written_after_every_measurement(tree: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+    root, list_path = tree
+    written = []
+    monkeypatch.setattr(bench, "write_atomic", lambda path, text: written.append(json.loads(text)))
+    code, output = run_cli("--root", str(root), "--list", str(list_path), "--device", "cpu", "--threads", "1",
+                           "--batch-size", str(BATCH), "--steps", "1", "--warmup", "0", "--modes",
+                           "pipeline,pil-pipeline", "--json", str(tmp_path / "b.json"))
+    assert code == 0, output
+    assert [list(report["results"][0]["modes"]) for report in written] == [
+        ["pipeline"], ["pipeline", "pil-pipeline"], ["pipeline", "pil-pipeline"]]
+    assert [report["complete"] for report in written] == [False, False, True]

@@ -73,3 +73,35 @@ assert matplotlib.rcParams["backend"] == backend, matplotlib.rcParams["backend"]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
                           cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def marks(node: ast.FunctionDef) -> set[str]:
+    """The pytest.mark names a test function is decorated with (`@pytest.mark.gpu`, `@pytest.mark.timeout(60)`)."""
+    names = set()
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute) and target.value.attr == "mark":
+            names.add(target.attr)
+    return names
+
+
+def test_every_gpu_test_has_a_time_limit_and_the_compile_test_runs_last() -> None:
+    """issue 21: a GPU session's `pytest -m gpu` must not lose its log to one hung test, nor to the compile."""
+    gpu_tests = {}
+    for path in (REPO / "tests").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and "gpu" in marks(node):
+                gpu_tests[f"{path.name}::{node.name}"] = marks(node)
+    assert len(gpu_tests) >= 6
+    assert [name for name, found in gpu_tests.items() if "timeout" not in found] == []
+
+    from tests import conftest
+
+    class Item:
+        def __init__(self, file: str, name: str) -> None:
+            self.path, self.originalname = Path(file), name
+
+    items = [Item("test_tools_bench.py", "test_gpu_all_modes_bf16_channels_last"), Item("test_model_ddp.py", "a"),
+             Item("test_tools_pca.py", "b")]
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [item.originalname for item in items] == ["a", "b", "test_gpu_all_modes_bf16_channels_last"]

@@ -299,6 +299,7 @@ def test_dali_agrees_with_pil_and_skips_bad_files(tree, tmp_path):
 
 
 @pytest.mark.gpu
+@pytest.mark.timeout(60)
 @requires_cuda
 def test_gpu_agrees_with_cpu(tree, tmp_path):
     root, relpaths = tree

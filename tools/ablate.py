@@ -16,12 +16,12 @@ from pathlib import Path
 
 import click
 
+from pipeline.devices import device_option, resolve_device
 from pipeline.errors import user_errors
 from tools.ablation.plan import RESULT_FLAGS, RUN_FLAGS, Plan, train_option
 from tools.ablation.report import summary_lines
 from tools.ablation.run import ablate
 from tools.ablation.variants import BY_NAME, parse_variants
-from tools.shared.stages import pick_device
 
 
 def _passed_on(name: str):
@@ -51,7 +51,7 @@ def _with_training_flags(command):
 @click.option("--epochs", type=click.IntRange(min=1), required=True, help="Epochs of every run (the paper: 90).")
 @click.option("--variants", "variants_text", default=",".join(BY_NAME), show_default=True,
               help="Comma-separated variants to train besides the baseline.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda if torch sees a GPU), cpu, cuda, cuda:N.")
+@device_option("Passed to every model.train.")
 @click.option("--accept-pca-change", is_flag=True,
               help="Go on with other statistics than the pca.json and mean image that --out's runs record.")
 @_with_training_flags
@@ -65,9 +65,10 @@ def main(root: Path, lists: Path, pca: Path | None, out: Path, epochs: int, vari
     """
     variants = parse_variants(variants_text)
     given = {name: value for name, value in flags.items() if value is not None}
-    plan = Plan(root=root, lists=lists, pca=pca, out=out, epochs=epochs, device=pick_device(device), given=given,
+    chosen = resolve_device(device)
+    plan = Plan(root=root, lists=lists, pca=pca, out=out, epochs=epochs, device=chosen.name, given=given,
                 accept_pca_change=accept_pca_change)
-    report = ablate(plan, variants)
+    report = ablate(plan, variants, chosen)
     click.echo("\n".join(summary_lines(report, out)))
 
 

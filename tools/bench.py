@@ -20,17 +20,18 @@ images against prepare's 256-resized copy. Warm-up batches are never timed.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
-import torch
 
 from model.alexnet import ARCHS
+from pipeline.devices import announce, canonical, device_option, resolve_device
 from pipeline.errors import InputError, user_errors
 from pipeline.atomic import write_atomic
 from pipeline.writable import writable_file
-from tools.benchmark.options import (AMP_CHOICES, ARCH, COMPILE_MODES, BenchOptions, choices, default_threads,
-                                     hw_loads, positive, resolve_datasets, split_values)
+from tools.benchmark.options import (AMP_CHOICES, ARCH, COMPILE_MODES, BenchOptions, check_epochs, choices,
+                                     default_threads, hw_loads, positive, resolve_datasets, split_values)
 from tools.benchmark.report import MODES, draw_chart, format_table
 from tools.benchmark.runner import run_bench, run_stages
 from tools.benchmark.stages import format_stages
@@ -40,7 +41,7 @@ from tools.benchmark.stages import format_stages
 @click.option("--root", "roots", multiple=True, type=click.Path(path_type=Path), help="Image folder (repeat to compare data sets).")
 @click.option("--lists", "lists_dirs", multiple=True, type=click.Path(path_type=Path), help="prepare's output folder (uses its train.txt).")
 @click.option("--list", "lists", multiple=True, type=click.Path(path_type=Path), help="A file list instead of --lists.")
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None, help="Default: gpu if CUDA is available.")
+@device_option()
 @click.option("--threads", default=default_threads, show_default="usable CPUs", help="DALI threads = DataLoader workers, comma-separated to sweep.")
 @click.option("--batch-size", default="128", show_default=True, help="Comma-separated to sweep.")
 @click.option("--hw-decoder-load", default=None, help="GPU only: share of JPEGs for the hardware decoder, comma-separated to sweep.")
@@ -62,37 +63,48 @@ from tools.benchmark.stages import format_stages
 def main(roots, lists_dirs, lists, device, threads, batch_size, hw_decoder_load, amp, channels_last,
          compile_mode, steps, warmup, repeat, modes, arch, stages, json_path, png_path) -> None:
     """Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."""
-    device = device or ("gpu" if torch.cuda.is_available() else "cpu")
     for path, flag in ((json_path, "--json"), (png_path, "--png")):
         if path is not None:
             writable_file(path, flag)  # before minutes of measuring, not after
     if compile_mode is not None:
         choices((compile_mode,), COMPILE_MODES, "--compile")
-    if stages and device != "cpu":
+    if stages and canonical(device) not in ("cpu", "auto"):
         raise InputError("--stages profiles the CPU graph stage by stage; use it with --device cpu")
-    if hw_decoder_load is not None and device != "gpu":
-        raise InputError("--hw-decoder-load applies to the GPU decoder only; drop it or use --device gpu")
+    chosen = resolve_device(device)
+    if stages and chosen.cuda:  # auto on a GPU machine: --stages still means the CPU graph
+        chosen = replace(chosen, asked="auto with --stages", name="cpu")
+    if hw_decoder_load is not None and not chosen.cuda:
+        raise InputError("--hw-decoder-load applies to the GPU decoder only; drop it or use --device cuda")
     options = BenchOptions(
-        datasets=resolve_datasets(roots, lists_dirs, lists), device=device,
+        datasets=resolve_datasets(roots, lists_dirs, lists), device=chosen.name,
         threads=positive(split_values(threads, int, "--threads"), "--threads"),
         batch_sizes=positive(split_values(batch_size, int, "--batch-size"), "--batch-size"),
-        hw_decoder_loads=hw_loads(hw_decoder_load, device),
+        hw_decoder_loads=hw_loads(hw_decoder_load, chosen.name),
         amps=choices(split_values(amp, str, "--amp"), AMP_CHOICES, "--amp"),
         channels_last=channels_last, compile_mode=compile_mode, steps=steps, warmup=warmup,
         modes=choices(split_values(modes, str, "--modes"), MODES, "--modes"), arch=arch, repeat=repeat,
     )
-    report = run_bench(options)
+    warning = check_epochs(options)  # a batch larger than a data set: an error here, before any measurement
+    announce(chosen)
+    if warning:
+        click.echo(warning, err=True)
+    report = run_bench(options, on_mode=None if json_path is None else lambda partial: _write_json(json_path, partial))
     click.echo(format_table(report["results"]))
     if stages:
         report["stages"] = run_stages(options)
         for name, result in report["stages"].items():
             click.echo(format_stages(name, result))
     if json_path:
-        write_atomic(json_path, json.dumps(report, indent=2) + "\n")
+        _write_json(json_path, report)
         click.echo(f"wrote {json_path}")
     if png_path:
-        title = f"{report['machine']['gpu_name'] or report['machine']['cpu_model']} ({device}), {arch}"
+        title = f"{report['machine']['gpu_name'] or report['machine']['cpu_model']} ({chosen.name}), {arch}"
         click.echo(f"wrote {draw_chart(report['results'], png_path, title)}")
+
+
+def _write_json(path: Path, report: dict) -> None:
+    """The report so far (rewritten after each measurement: a run stopped midway leaves what it measured)."""
+    write_atomic(path, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ fb.resnet.torch's ImageNet constants. This computes them for your own list of im
 
     imagenet-tools compute-pca --list out/train.txt --root /data/imagenet --out out/pca.json
     imagenet-tools compute-pca ... --max-images 100000 --seed 0 --workers 8   # a uniform sample
-    imagenet-tools compute-pca ... --device gpu                               # DALI nvJPEG + GPU resize
+    imagenet-tools compute-pca ... --device cuda                              # DALI nvJPEG + GPU resize
     imagenet-tools compute-pca --check out/pca.json                           # validate a file
     imagenet-tools compute-pca ... --out out/pca.json --overwrite             # replace an existing one
 
@@ -20,11 +20,13 @@ numbers for Imagenette beside the published ImageNet ones, and the speed measure
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import numpy as np
 
+from pipeline.devices import announce, device_option, resolve_device
 from pipeline.errors import InputError, user_errors
 from pipeline.pca import load_pca, mean_image_file
 from pipeline.processes import usable_cpus
@@ -51,10 +53,10 @@ def _check(path: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --max-images sample.")
 @click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), show_default=True,
               help="Processes (PIL) or DALI threads; the result does not depend on it.")
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@device_option("The GPU decodes with DALI (nvJPEG) and sums on the GPU.")
 @click.option("--backend", type=click.Choice(["dali", "pil"]), default=None,
-              help="pil (default with --device cpu: 475 vs 415 images/s on 2 cores, docs/pca.md): "
-                   "pipeline.pil_image's decode + resize; dali (default with --device gpu): the training graph's.")
+              help="pil (default on the CPU: 475 vs 415 images/s on 2 cores, docs/pca.md): "
+                   "pipeline.pil_image's decode + resize; dali (default on a GPU): the training graph's.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Unreadable images: skip and count them, or stop at the first.")
 @click.option("--overwrite", is_flag=True,
@@ -77,24 +79,19 @@ def main(list_path, root, out, max_images, seed, workers, device, backend, on_er
         raise InputError(f"--out {out} already exists (runs trained with it record its sha256); replace it and its "
                          "mean image with --overwrite, or choose another --out")
     writable_folder(out.parent, "--out", given=out)  # before the computation, not after it
+    chosen = resolve_device(device)
+    if backend == "pil" and chosen.asked == "auto":  # PIL decodes on the CPU: auto does not mean the GPU here
+        chosen = replace(chosen, asked="auto with --backend pil", name="cpu")
     if backend is None:
-        backend = "dali" if device == "gpu" else "pil"
-    if device == "gpu" and backend == "pil":
-        raise InputError("--device gpu decodes with DALI; drop --backend pil or use --device cpu")
-    if device == "gpu":
-        _require_cuda()
-    stats, moments, skipped, rate = compute_pca(list_path, root, out, max_images, seed, workers, device, backend,
-                                                on_error)
+        backend = "dali" if chosen.cuda else "pil"
+    if chosen.cuda and backend == "pil":
+        raise InputError(f"--device {device} decodes with DALI on the GPU; drop --backend pil or use --device cpu")
+    announce(chosen)
+    stats, moments, skipped, rate = compute_pca(list_path, root, out, max_images, seed, workers, chosen.dali, backend,
+                                                on_error, device_id=chosen.index)
     skipped_note = f", {len(skipped)} skipped (listed in {out})" if skipped else ""
     click.echo(f"{out}: {moments.n_images} images{skipped_note}, {rate:.1f} images/s; "
                f"eigval {np.round(stats.eigval, 6).tolist()}")
-
-
-def _require_cuda() -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise InputError("--device gpu: no CUDA device here; use --device cpu")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.devices import device_option
 from pipeline.errors import user_errors
 from pipeline.writable import writable_folder
 from tools.demo_run.run import DEMO_RECIPE, run_demo, summary_lines
@@ -23,7 +24,7 @@ from tools.demo_run.run import DEMO_RECIPE, run_demo, summary_lines
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for the data, lists, run, pictures and report.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="DALI threads / worker processes.")
 @click.option("--classes", type=click.IntRange(1, 10), help=f"[{DEMO_RECIPE['classes']}]")
 @click.option("--train-per-class", type=click.IntRange(min=1), help=f"[{DEMO_RECIPE['train_per_class']}]")

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from pipeline.config import DataConfig
+from pipeline.devices import announce, device_option, resolve_device
 from pipeline.errors import InputError, user_errors
 from pipeline.filelist import read_file_list
 from pipeline.shard_reader import EncodedImages
@@ -38,7 +39,7 @@ from tools.viz.views import draw_grid, run_exposed
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save the batch and parameters here.")
 @click.option("--pca", type=click.Path(path_type=Path), default=None, help="pca.json (default: published ImageNet values).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@device_option("The GPU runs the graph's GPU operators (nvJPEG).")
 @user_errors
 def main(root: Path, file_list: Path, split: str, count: int, start: int, samples: int, out: Path,
          npz: Path | None, pca: Path | None, seed: int, device: str) -> None:
@@ -56,9 +57,11 @@ def main(root: Path, file_list: Path, split: str, count: int, start: int, sample
     missing = images.missing([path for path, _ in entries])
     if missing:
         raise InputError(f"{root / missing[0]}: listed in {file_list} but missing; is ROOT right?")
+    chosen = resolve_device(device)
+    announce(chosen)
     # train_list only says where a shard list's index files are; the graph reads `entries`.
-    cfg = DataConfig(root=root, train_list=file_list, pca=pca, seed=seed, device=device,  # type: ignore[arg-type]
-                     device_id=0 if device == "gpu" else None)
+    cfg = DataConfig(root=root, train_list=file_list, pca=pca, seed=seed, device=chosen.dali,  # type: ignore[arg-type]
+                     device_id=chosen.index)
     arrays = run_exposed(cfg, split, entries, samples)
     draw_grid(images, arrays, split, samples, out)
     click.echo(f"wrote {out} ({len(entries)} images, split {split})")

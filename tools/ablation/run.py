@@ -18,6 +18,7 @@ import click
 
 from model.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from model.run_log import METRICS_NAME
+from pipeline.devices import Device, announce
 from pipeline.errors import InputError
 from pipeline.writable import writable_folder
 from tools.ablation.plan import Plan, check_inputs, claim_out, write_json
@@ -125,8 +126,10 @@ def last_metrics(folder: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def ablate(plan: Plan, variants: tuple[Variant, ...]) -> dict:
+def ablate(plan: Plan, variants: tuple[Variant, ...], device: Device | None = None) -> dict:
     """The whole ablation: check the inputs and OUT, train and evaluate every run not done yet, write the report.
+
+    `device` (plan.device resolved) is announced once the inputs and OUT are checked.
 
     Raises:
         InputError: bad input, an --out with another ablation's settings, or a run that failed (one line).
@@ -134,6 +137,8 @@ def ablate(plan: Plan, variants: tuple[Variant, ...]) -> dict:
     check_inputs(plan)
     writable_folder(plan.out, "--out")
     claim_out(plan)
+    if device is not None:
+        announce(device)
     stages = Stages(plan.out / "ablation.log", "ablation", hint=AGAIN, append=True)
     try:
         results = run_ablation(plan, variants, stages)

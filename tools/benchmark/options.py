@@ -7,10 +7,13 @@ from typing import Any, Callable, Sequence
 
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
+from pipeline.filelist import read_file_list
+from pipeline.loader import MIN_EPOCH_BATCHES, WORKER_BATCHES, epoch_batches_needed
 from pipeline.processes import usable_cpus
 
 # The default training configuration (§5): the paper's net, 1000 classes.
 ARCH, NUM_CLASSES = "alexnet", 1000
+
 AMP_CHOICES = ("off", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -22,6 +25,7 @@ class Dataset:
     name: str
     root: Path
     train_list: Path
+    images: int = 0  # lines of train_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +33,7 @@ class BenchOptions:
     """Everything one bench run sweeps over and keeps fixed."""
 
     datasets: tuple[Dataset, ...]
-    device: str
+    device: str  # "cpu", "cuda" or "cuda:N" (pipeline/devices.py)
     threads: tuple[int, ...]
     batch_sizes: tuple[int, ...]
     hw_decoder_loads: tuple[float | None, ...]
@@ -78,14 +82,41 @@ def resolve_datasets(roots: Sequence[Path], lists_dirs: Sequence[Path], lists: S
             raise InputError(f"{root}: no such image folder (--root)")
         if not train_list.is_file():
             raise InputError(f"{train_list}: no such file list; write one with `imagenet-tools prepare ROOT --out DIR`")
-        datasets.append(Dataset(name, Path(root), train_list))
+        datasets.append(Dataset(name, Path(root), train_list, len(read_file_list(train_list))))
     return tuple(datasets)
+
+
+def check_epochs(options: BenchOptions) -> str | None:
+    """One warning line when a data set gives fewer batches per epoch than a fair measurement needs, else None.
+
+    Raises:
+        InputError: a data set with fewer images than a batch (no batch at all).
+    """
+    short = []
+    for dataset in options.datasets:
+        for batch in options.batch_sizes:
+            if dataset.images < batch:
+                raise InputError(f"{dataset.train_list}: {dataset.images} images, fewer images than --batch-size "
+                                 f"{batch}; use a smaller --batch-size or a longer list")
+            for threads in options.threads:
+                have, need = dataset.images // batch, epoch_batches_needed(threads)
+                if have < need:
+                    short.append((have / need, dataset, batch, threads, have, need))
+    if not short:
+        return None
+    _, dataset, batch, threads, have, need = min(short, key=lambda entry: entry[0])
+    more = f" (and {len(short) - 1} more sweep points)" if len(short) > 1 else ""
+    return (f"Warning: {dataset.name}: {dataset.images} images are {have} batches of {batch} an epoch, fewer than "
+            f"{need} (at least {MIN_EPOCH_BATCHES}, and {WORKER_BATCHES} x the {threads} workers){more}: each epoch's "
+            f"end drains the DataLoader's queue and DALI drops its partial batch, so the figures come out low; "
+            f"list more images or use a smaller --batch-size")
 
 
 def config_json(options: BenchOptions) -> dict[str, Any]:
     """The options as plain JSON values."""
     config = dataclasses.asdict(options)
-    config["datasets"] = [{"name": d.name, "root": str(d.root), "list": str(d.train_list)} for d in options.datasets]
+    config["datasets"] = [{"name": d.name, "root": str(d.root), "list": str(d.train_list), "images": d.images}
+                          for d in options.datasets]
     return config
 
 
@@ -103,7 +134,7 @@ def hw_loads(text: str | None, device: str) -> tuple[float | None, ...]:
     """--hw-decoder-load values; without the flag, DataConfig's default on a GPU (recorded in the JSON)
     and None on the CPU, where no hardware decoder takes part."""
     if text is None:
-        return (DataConfig.__dataclass_fields__["hw_decoder_load"].default,) if device == "gpu" else (None,)
+        return (DataConfig.__dataclass_fields__["hw_decoder_load"].default,) if device != "cpu" else (None,)
     values = split_values(text, float, "--hw-decoder-load")
     if any(not 0.0 <= value <= 1.0 for value in values):
         raise InputError(f"--hw-decoder-load: every value must lie in [0, 1], got {','.join(map(str, values))}")

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.errors import InputError
+from pipeline.devices import parse_device
 from tools.benchmark.modes import (Timing, endless, make_train_step, median_timing, synthetic_batch, time_end_to_end,
                                    time_model, time_pipeline)
 from tools.benchmark.options import NUM_CLASSES, BenchOptions, Dataset, config_json
@@ -20,21 +20,17 @@ from tools.benchmark.stages import profile_stages
 
 
 def torch_device(device: str) -> torch.device:
-    """"cpu" or "gpu" -> the torch device the model runs on (checks that CUDA is there for "gpu")."""
-    if device == "gpu":
-        if not torch.cuda.is_available():
-            raise InputError("--device gpu but torch sees no CUDA device; use --device cpu here")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    """"cpu", "cuda" or "cuda:N" -> the torch device the model runs on (checked: InputError without it)."""
+    return parse_device(device, f"--device {device}")
 
 
 def data_config(options: BenchOptions, dataset: Dataset, point: dict[str, Any], backend: str) -> DataConfig:
     """The DataConfig of one sweep point: the same data, batch, device and worker count for both backends."""
-    gpu = options.device == "gpu"
+    gpu = options.device != "cpu"
     extra = {} if point["hw_decoder_load"] is None else {"hw_decoder_load": point["hw_decoder_load"]}
     return DataConfig(
         root=dataset.root, train_list=dataset.train_list, batch_size=point["batch_size"],
-        device="gpu" if gpu else "cpu", device_id=torch.cuda.current_device() if gpu else None,
+        device="gpu" if gpu else "cpu", device_id=torch_device(options.device).index if gpu else None,
         backend=backend, num_threads=point["threads"],
         layout="NHWC" if options.channels_last else "NCHW", **extra,
     )
@@ -114,12 +110,15 @@ def sweep_points(options: BenchOptions) -> list[tuple[Dataset, dict[str, Any]]]:
     ]
 
 
-def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dict[str, Any]:
+def run_bench(options: BenchOptions, make_loader: Callable | None = None,
+              on_mode: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run every mode at every sweep point.
 
     Args:
         options: what to sweep and what to keep fixed.
         make_loader: the loader factory (default pipeline.loader.make_loader).
+        on_mode: called with the report so far ("complete": False, the row in progress with the modes
+            measured) after each measurement, e.g. to write it to a file as it grows.
 
     Returns:
         The report: {"machine", "date", "config", "results": [one row per sweep point]}.
@@ -131,14 +130,16 @@ def run_bench(options: BenchOptions, make_loader: Callable | None = None) -> dic
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input shape per run: let cuDNN pick the fastest kernels
     try:
-        return _run(options, make_loader, device)
+        return _run(options, make_loader, device, on_mode)
     finally:
         torch.backends.cudnn.benchmark = benchmark_before  # a caller in the same process gets its setting back
 
 
-def _run(options: BenchOptions, make_loader: Callable, device: torch.device) -> dict:
+def _run(options: BenchOptions, make_loader: Callable, device: torch.device,
+         on_mode: Callable[[dict], None] | None) -> dict:
     runner, points = Runner(options, make_loader, device), sweep_points(options)
-    report = {"machine": machine_info(device), "date": utc_now(), "config": config_json(options), "results": []}
+    report = {"machine": machine_info(device), "date": utc_now(), "config": config_json(options), "results": [],
+              "complete": False}
     for index, (dataset, point) in enumerate(points, start=1):
         timings = {}
         for mode in options.modes:
@@ -146,8 +147,11 @@ def _run(options: BenchOptions, make_loader: Callable, device: torch.device) -> 
             print(f"bench [{index}/{len(points)}] {mode:<12} {dataset.name} threads={point['threads']} "
                   f"batch={point['batch_size']} amp={point['amp']}: {timings[mode].images_per_s:,.1f} images/s",
                   file=sys.stderr, flush=True)
+            if on_mode is not None:
+                on_mode({**report, "results": report["results"] + [row_result(point, timings)]})
         report["results"].append(row_result(point, timings))
     report["machine"]["load_average_end"] = load_average()
+    report["complete"] = True
     return report
 
 

@@ -17,6 +17,20 @@ import torch.nn.functional as F
 
 WORLD = 2
 DEADLINE_S = 240
+# Seconds the stage keeps after the ranks' deadline, to kill them, record the error and write its result.
+MARGIN_S = 30
+
+
+def deadline_s(now: float | None = None) -> float:
+    """Seconds the ranks may take: DEADLINE_S, and at most the stage's time left less MARGIN_S (the selftest
+    passes its stage's end, tools/checkup/stage.py), so that a hang is reported as the DDP error it is."""
+    from tools.checkup.stage import ENDS_AT_ENV
+
+    ends_at = os.environ.get(ENDS_AT_ENV)
+    if not ends_at:
+        return DEADLINE_S
+    left = float(ends_at) - (time.time() if now is None else now)
+    return max(1.0, min(DEADLINE_S, left - MARGIN_S))
 
 
 def free_port() -> int:
@@ -73,17 +87,18 @@ def worker(rank: int, port: int, out: str, device: str, batch: int, threads: int
 
 
 def run_ranks(out: Path, device: str, batch: int, threads: int) -> list[dict]:
-    """Spawn the two ranks; an error (not a hang) if they do not finish within DEADLINE_S."""
+    """Spawn the two ranks; an error (not a hang) if they do not finish within deadline_s()."""
     out.mkdir(parents=True, exist_ok=True)
     processes = mp.start_processes(worker, args=(free_port(), str(out), device, batch, threads), nprocs=WORLD,
                                    join=False, start_method="spawn")
-    deadline = time.monotonic() + DEADLINE_S
+    seconds = deadline_s()
+    deadline = time.monotonic() + seconds
     try:
         while not processes.join(timeout=2):
             if time.monotonic() > deadline:
                 for process in processes.processes:
                     process.kill()
-                raise RuntimeError(f"the DDP ranks did not finish in {DEADLINE_S} s")
+                raise RuntimeError(f"the DDP ranks did not finish in {seconds:.0f} s")
     except mp.ProcessRaisedException as error:  # its first line says only which rank: keep the error itself
         last = [line.strip() for line in str(error).splitlines() if line.strip()][-1]
         raise RuntimeError(f"a DDP rank failed: {last}") from None

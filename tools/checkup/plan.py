@@ -59,8 +59,10 @@ STAGES = (
               needs=("data",), seconds=(50, 150, 60), limit=(600, 1200, 300)),
     StageSpec("compile", "torch.compile: compile time, recompilations (eval, a new batch size)", flag="--compile",
               seconds=(150, 200, 90), limit=(900, 1200, 300)),
+    # bench on a GPU: 5 modes x 2 data sets of 70 batches of 256, the DataLoader's 16 spawned workers started
+    # 4 times (~10 s each): ~2 x 75 s.
     StageSpec("bench", "the default-configuration bench and the project's targets", flag="--bench", needs=("data",),
-              seconds=(60, 120, 75), limit=(900, 1200, 300)),
+              seconds=(60, 120, 150), limit=(900, 1200, 300)),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
@@ -76,7 +78,7 @@ class Sizes:
     batch: int  # pipelines and training
     epochs: int
     model_batch: int  # forward/backward checks (per DDP rank)
-    bench_batch: int  # --bench, on the data stage's files (the GPU run's 771 are 3 batches of 256)
+    bench_batch: int  # --bench, on the data stage's files, linked as often as an epoch needs (throughput.py)
     bench_steps: int
 
 
@@ -98,6 +100,7 @@ class Settings:
         workers: DALI threads, DataLoader workers, processes.
         work: the folder of the generated data, lists, runs and stage results.
         inject: stage -> "fail" | "crash" | "hang" (tests: a stage that raises, dies, or never ends).
+        out: the --out folder (the bench stage writes bench.json there as it goes).
     """
 
     quick: bool
@@ -106,6 +109,7 @@ class Settings:
     workers: int
     work: str
     inject: dict = field(default_factory=dict)
+    out: str = ""
 
     @property
     def sizes(self) -> Sizes:

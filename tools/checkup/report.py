@@ -9,6 +9,8 @@ from tools.checkup.plan import STAGES
 from tools.checkup.record import write_json
 
 JSON_NAME, MARKDOWN_NAME, LOG_NAME = "selftest.json", "selftest.md", "selftest.log"
+# What a run leaves in --out (bench.json: the bench stage's, written as it measures).
+RESULT_NAMES = (JSON_NAME, MARKDOWN_NAME, LOG_NAME, "bench.json")
 STATUSES = ("pass", "fail", "timeout", "skipped", "n/a")
 FAILED = ("fail", "timeout")
 NAME_WIDTH = max(len(stage.name) for stage in STAGES)

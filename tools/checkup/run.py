@@ -9,15 +9,18 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
 
+from pipeline.devices import Device, announce, canonical
+from pipeline.devices import resolve_device as resolve_device_of
 from pipeline.errors import InputError
 from pipeline.writable import writable_folder
 from tools.checkup.plan import STAGE_NAMES, STAGES, Settings, StageSpec, WorkPaths
-from tools.checkup.report import FAILED, LOG_NAME, final_line, header, row, write_report
+from tools.checkup.forecast import forecast, smallest_budget, totals
+from tools.checkup.report import FAILED, LOG_NAME, RESULT_NAMES, final_line, header, row, write_report
 from tools.shared.stages import Stages, StageFailed, exit_words
 
 
@@ -40,6 +43,7 @@ class Options:
     inject: dict = field(default_factory=dict)
     limits: dict = field(default_factory=dict)
     command: str = "imagenet-tools selftest"
+    overwrite: bool = False
 
 
 def selected(options: Options) -> set[str]:
@@ -57,14 +61,13 @@ def selected(options: Options) -> set[str]:
     return chosen
 
 
-def resolve_device(device: str) -> tuple[str, bool]:
-    """("cpu" | "gpu", whether torch sees a CUDA device)."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if device in ("gpu", "cuda") and not cuda:
-        raise InputError(f"--device {device}: torch sees no CUDA device here; use --device cpu or auto")
-    return ("gpu" if cuda and device != "cpu" else "cpu"), cuda
+def resolve_device(asked: str) -> tuple[Device, str, bool]:
+    """(the --device resolved, "cpu" | "gpu" for Settings.device, whether torch sees a CUDA device)."""
+    chosen = resolve_device_of(asked)
+    if chosen.index not in (None, 0):
+        raise InputError(f"--device {asked}: the selftest's GPU stages run on cuda:0 (and cuda:1 for the towers); "
+                         f"to test another GPU, make it the first with CUDA_VISIBLE_DEVICES={chosen.index}")
+    return chosen, chosen.dali, chosen.seen > 0
 
 
 def not_run(spec: StageSpec, options: Options, settings: Settings, chosen: set[str], done: dict[str, dict],
@@ -76,7 +79,7 @@ def not_run(spec: StageSpec, options: Options, settings: Settings, chosen: set[s
         return "skipped", "not selected (--only)"
     if spec.gpu and not settings.cuda:
         return "n/a", "no CUDA device"
-    if spec.gpu and options.device == "cpu":
+    if spec.gpu and canonical(options.device) == "cpu":
         return "n/a", "--device cpu"
     for need in spec.needs:
         status = done.get(need, {}).get("status")
@@ -100,9 +103,9 @@ def run_stage(spec: StageSpec, runner: Stages, settings: Settings, timeout: floa
     result_path.unlink(missing_ok=True)
     start = time.monotonic()
     status, reason = None, ""
-    try:
+    try:  # the stage is told when its limit ends, so that its own deadlines (DDP) come before it
         runner.module(spec.name, "tools.checkup.stage", spec.name, paths.root / "settings.json", result_path,
-                      timeout=timeout)
+                      f"{time.time() + timeout:.1f}", timeout=timeout)
     except StageFailed as error:
         status = "timeout" if error.timed_out else "fail"
         reason = (f"killed at its {timeout:.0f} s limit{' (the end of --budget)' if by_budget else ''}"
@@ -133,22 +136,58 @@ def new_report(options: Options, settings: Settings) -> dict:
                          "workers": settings.workers, "budget": options.budget, "bench": options.bench,
                          "compile": options.compile, "only": list(options.only)},
             "machine": "(the environment stage did not run)", "stages": [], "seconds": 0.0, "complete": False,
-            "failed": []}
+            "failed": [], "none_passed": None}
+
+
+def claim_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that holds an earlier selftest's results, unless --overwrite (which removes them).
+
+    Raises:
+        InputError: earlier results and no --overwrite (one line naming them).
+    """
+    earlier = [out / name for name in RESULT_NAMES if (out / name).exists()]
+    if not earlier:
+        return
+    if not overwrite:
+        raise InputError(f"--out {out} holds an earlier selftest's results ({', '.join(p.name for p in earlier)}); "
+                         "choose another --out to keep them, or add --overwrite to replace them")
+    for path in earlier:
+        path.unlink()
+
+
+def none_passed(report: dict, options: Options, settings: Settings, startup: float) -> str | None:
+    """Why no stage passed (the run tested nothing), or None when one did."""
+    if any(stage["status"] == "pass" for stage in report["stages"]):
+        return None
+    by_budget = [s["name"] for s in report["stages"] if s["status"] == "skipped" and s["reason"].startswith("budget:")]
+    if not by_budget:
+        return "no stage passed: each was skipped or n/a (the reasons are in the table above); nothing was tested"
+    spec = next(spec for spec in STAGES if spec.name == by_budget[0])
+    unbounded = replace(options, budget=None)
+    whole, _ = totals(forecast(unbounded, settings, selected(options)))
+    return (f"no stage passed: --budget {options.budget:g} s is too small for any stage; the first, {spec.name}, "
+            f"needs ~{spec.seconds[settings.kind]:.0f} s (--budget {smallest_budget(spec.seconds[settings.kind], startup)} "
+            f"runs it), all of them ~{whole:.0f} s (--budget {smallest_budget(whole, startup)}; "
+            f"`selftest --plan` shows each stage)")
 
 
 def run_selftest(options: Options) -> dict:
     """Run the plan; returns the report also written to OUT/selftest.json (see the module docstring)."""
     start = time.monotonic()
     chosen = selected(options)  # a bad --only before any folder is made
-    device, cuda = resolve_device(options.device)  # refused before any folder is made
+    machine, device, cuda = resolve_device(options.device)  # refused before any folder is made
     out = writable_folder(options.out, "--out")
+    claim_out(out, options.overwrite)
     work = options.work or Path(tempfile.mkdtemp(prefix="selftest-"))
     writable_folder(work, "--work")
-    settings = Settings(options.quick, device, cuda, options.workers, str(Path(work).resolve()), options.inject)
+    settings = Settings(options.quick, device, cuda, options.workers, str(Path(work).resolve()), options.inject,
+                        str(Path(out).resolve()))
     settings.save(Path(work) / "settings.json")
     report = new_report(options, settings)
     runner = Stages(out / LOG_NAME, "selftest", echo=False)
+    announce(machine)
     click.echo(header())
+    startup = time.monotonic() - start
     try:
         done: dict[str, dict] = {}
         for spec in STAGES:
@@ -172,6 +211,7 @@ def run_selftest(options: Options) -> dict:
             write_report(out, report)
             click.echo(row(entry))
         report["complete"] = True
+        report["none_passed"] = none_passed(report, options, settings, startup)
         write_report(out, report)
     finally:
         runner.close()

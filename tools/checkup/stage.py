@@ -1,4 +1,4 @@
-"""One selftest stage in its own process: `python -m tools.checkup.stage NAME SETTINGS_JSON RESULT_JSON`.
+"""One selftest stage in its own process: `python -m tools.checkup.stage NAME SETTINGS_JSON RESULT_JSON [ENDS_AT]`.
 
 The selftest (tools/checkup/run.py) starts one such process per stage with a time limit, so that a crash
 (a DALI abort, a segfault, a CUDA error, memory) ends this process only. The stage's checks write RESULT_JSON
@@ -46,8 +46,15 @@ def injected(kind: str, name: str) -> Outcome:
     raise RuntimeError(f"injected failure (--inject {name}:{kind})")
 
 
+# The wall-clock time (time.time()) at which the selftest kills this stage: a check with a deadline of its own
+# (the DDP ranks, tools/checkup/ddp.py) ends before it, so that its error is reported instead of a timeout.
+ENDS_AT_ENV = "SELFTEST_STAGE_ENDS_AT"
+
+
 def main(argv: list[str]) -> int:
-    name, settings_path, result_path = argv
+    name, settings_path, result_path, *ends_at = argv
+    if ends_at:
+        os.environ[ENDS_AT_ENV] = ends_at[0]
     settings = Settings.load(Path(settings_path))
     record = Recorder(name, Path(result_path))
     kind = settings.inject.get(name)

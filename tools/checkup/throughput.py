@@ -11,8 +11,12 @@ A missed target is a figure, not a failure: the stage fails only when bench does
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+from pipeline.atomic import write_atomic
+from pipeline.filelist import read_file_list
+from pipeline.loader import epoch_batches_needed
 from tools.checkup.plan import Settings, WorkPaths
 from tools.checkup.record import Outcome, Recorder
 from tools.shared.stages import Stages
@@ -21,12 +25,44 @@ E2E_OVER_MODEL, DALI_OVER_PIL, TARGET_WORKERS = 0.95, 5.0, 16
 HOUR_IMAGES_PER_S = 90 * 1_281_167 / 3600  # 32,029.2
 
 
-def bench_args(paths: WorkPaths, settings: Settings, out: Path) -> list:
+def warmup_steps(settings: Settings) -> int:
+    return max(1, settings.sizes.bench_steps // 6)
+
+
+def epoch_entries(settings: Settings) -> int:
+    """Images an epoch of the bench's lists holds: enough batches for a fair measurement (pipeline.loader:
+    at least 20, 4 per worker) and for every timed mode's warm-up and steps within one epoch."""
     sizes = settings.sizes
-    args = ["--root", paths.bench, "--lists", paths.bench_lists, "--root", paths.bench256, "--lists",
-            paths.bench_lists256, "--device", settings.device, "--threads", settings.workers,
-            "--batch-size", sizes.bench_batch, "--steps", sizes.bench_steps, "--warmup", max(1, sizes.bench_steps // 6),
-            "--json", out]
+    batches = max(epoch_batches_needed(settings.workers), warmup_steps(settings) + sizes.bench_steps)
+    return batches * sizes.bench_batch
+
+
+def linked_set(root: Path, list_path: Path, folder: Path, entries: int) -> Path:
+    """folder/train.txt naming at least `entries` images: the listed files of `root` again and again through
+    folder/0, folder/1, ... (each a link to `root`), because a file list names each path once
+    (pipeline/filelist.py). The data stage's few hundred files then give as many batches an epoch as a real
+    data set; each is read and decoded every time it comes, as a file of its own would be."""
+    listed = read_file_list(list_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for copy in range(max(1, math.ceil(entries / len(listed)))):
+        link = folder / str(copy)
+        if not link.is_symlink():
+            link.symlink_to(Path(root).resolve(), target_is_directory=True)
+        lines += [f"{copy}/{relpath} {label}\n" for relpath, label in listed]
+    write_atomic(folder / "train.txt", "".join(lines))
+    return folder / "train.txt"
+
+
+def bench_args(paths: WorkPaths, settings: Settings, out: Path) -> list:
+    """bench's arguments on the data stage's files, full size and 256 (as linked_set's longer lists)."""
+    sizes, entries = settings.sizes, epoch_entries(settings)
+    args = []
+    for name, root, lists in (("full", paths.bench, paths.bench_lists), ("256", paths.bench256, paths.bench_lists256)):
+        folder = paths.stage_dir("bench") / name
+        args += ["--root", folder, "--list", linked_set(root, lists / "train.txt", folder, entries)]
+    args += ["--device", settings.device, "--threads", settings.workers, "--batch-size", sizes.bench_batch,
+             "--steps", sizes.bench_steps, "--warmup", warmup_steps(settings), "--json", out]
     if settings.device == "gpu":
         args += ["--amp", "bf16", "--channels-last"]
     return args
@@ -63,14 +99,16 @@ def bench(record: Recorder, settings: Settings) -> None:
 
 
 def run_bench(paths: WorkPaths, settings: Settings) -> Outcome:
-    out = paths.stage_dir("bench") / "bench.json"
+    # bench rewrites its JSON after every measurement: into --out, so that a stage stopped at its limit (or at
+    # the end of --budget) leaves the modes it measured where the selftest's results are.
+    out = Path(settings.out or paths.stage_dir("bench")) / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     Stages(None, "selftest").tool("bench", "bench", *bench_args(paths, settings, out))
     report = json.loads(out.read_text())
-    figures = {"machine": report["machine"], "config": report["config"], "rows": {}}
+    figures = {"machine": report["machine"], "config": report["config"], "file": str(out), "rows": {}}
     lines = []
     for row in report["results"]:
-        name = "256" if row["root"] == str(paths.bench256) else "full size"
+        name = "256" if Path(row["root"]).name == "256" else "full size"
         judged = targets(row, settings.workers)
         figures["rows"][name] = {"images_per_s": {mode: entry["images_per_s"] for mode, entry in row["modes"].items()},
                                  "wait_fraction": row["modes"].get("e2e", {}).get("wait_fraction"),

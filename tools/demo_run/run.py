@@ -10,8 +10,9 @@ from pathlib import Path
 
 from model.checkpoint import CHECKPOINT_NAME
 from pipeline.atomic import write_atomic
+from pipeline.devices import announce, resolve_device
 from pipeline.errors import InputError
-from tools.shared.stages import Stages, parse_evaluation, pick_device
+from tools.shared.stages import Stages, parse_evaluation
 
 # The demo's recipe (docs/demo.md has the measurements behind it). The network is the paper's `alexnet`
 # (towers, LRN, dropout, 224 crops, the paper's SGD with momentum 0.9 and weight decay 5e-4); what differs
@@ -42,7 +43,7 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
 
     Args:
         out: the demo's folder (data/, data256/, lists/, pca.json, run/, demo.log).
-        device: "auto", "cpu" or "cuda".
+        device: "auto", "cpu", "cuda" or "cuda:N" (pipeline/devices.py).
         workers: DALI threads and worker processes.
         max_steps: stop training after this many steps (smoke tests).
         max_train_neighbours: training images searched for the Figure 4 picture.
@@ -56,18 +57,20 @@ def run_demo(out: Path, device: str = "auto", workers: int = 2, max_steps: int |
         raise InputError(f"unknown demo settings: {', '.join(sorted(unknown))}")
     recipe = {**DEMO_RECIPE, **{k: v for k, v in overrides.items() if v is not None}}
     out = Path(out)
-    device = pick_device(device)  # refused before any folder is made
+    chosen = resolve_device(device)  # refused before any folder is made
+    device = chosen.name
     out.mkdir(parents=True, exist_ok=True)
     data, resized, lists, pca, run = out / "data", out / "data256", out / "lists", out / "pca.json", out / "run"
     start = time.monotonic()
     stages = Stages(out / "demo.log", "demo")
+    announce(chosen)
     try:
         stages.tool("data", "make-demo-data", data, "--classes", recipe["classes"], "--train-per-class", recipe["train_per_class"],
                     "--val-per-class", recipe["val_per_class"], "--workers", workers)
         stages.tool("prepare", "prepare", data, "--out", lists, "--resize", 256, "--resized-root", resized,
                     "--workers", workers)
         stages.tool("pca", "compute-pca", "--list", lists / "train.txt", "--root", resized, "--out", pca,
-                    "--workers", workers, "--device", "gpu" if device.startswith("cuda") else "cpu",
+                    "--workers", workers, "--device", device,
                     "--overwrite")  # a demo run again replaces its own pca.json
         stages.module("train", "model.train", *training_args(recipe, resized, lists, pca, run, device, workers,
                                                              max_steps))

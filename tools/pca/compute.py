@@ -4,7 +4,6 @@ reads it). `tools/compute_pca.py` is its command line; docs/pca.md has the numbe
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pipeline.errors import InputError
 from pipeline.filelist import read_file_list
 from pipeline.pca import load_pca, mean_image_file, write_mean_image
 from pipeline.shard_reader import EncodedImages
+from pipeline.version import toolkit_version
 from tools.pca.stats import PREPROCESSING, PixelMoments, PixelStatistics, statistics_of
 from tools.shared.jobs import Progress
 
@@ -48,7 +48,7 @@ def choose_items(entries: list[tuple[str, int]], max_images: int | None, seed: i
 
 def compute_moments(
     images: EncodedImages, items: list[tuple[int, str]], list_path: Path, device: str, backend: str, workers: int,
-    on_error: str,
+    on_error: str, device_id: int | None = 0,
 ) -> tuple[PixelMoments, list[tuple[int, str, str]], float]:
     """Run the chosen backend over the items; returns (moments, skips, images/s)."""
     progress = Progress("compute-pca", len(items), "images")
@@ -60,7 +60,8 @@ def compute_moments(
         else:
             from tools.pca.dali import run_dali
 
-            moments, skipped = run_dali(images, items, device, workers, on_error, list_path, progress.update)
+            moments, skipped = run_dali(images, items, device, workers, on_error, list_path, progress.update,
+                                        device_id)
     finally:
         progress.finish()  # also before an error, so that its line starts on a line of its own
     return moments, skipped, progress.rate()
@@ -115,7 +116,8 @@ def mean_image_file_of(document: dict, out: Path) -> Path | None:
 
 
 def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, seed: int, workers: int,
-                device: str, backend: str, on_error: str) -> tuple[PixelStatistics, PixelMoments, list, float]:
+                device: str, backend: str, on_error: str,
+                device_id: int | None = 0) -> tuple[PixelStatistics, PixelMoments, list, float]:
     """Sum the moments of a file list's images (or a sample), decompose them, write pca.json at `out`.
 
     Returns:
@@ -128,7 +130,7 @@ def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, 
     items = choose_items(entries, max_images, seed)
     # A shard list's samples are found through prepare's index files beside the list (pipeline/shards.py).
     images = EncodedImages(root, [entries[i] for i, _ in items], [list_path.parent])
-    moments, skipped, rate = compute_moments(images, items, list_path, device, backend, workers, on_error)
+    moments, skipped, rate = compute_moments(images, items, list_path, device, backend, workers, on_error, device_id)
     if moments.n_images == 0:
         raise InputError(f"{list_path}: none of the {len(items)} images could be read (first: {skipped[0][2]})")
     preprocessing = PREPROCESSING if backend == "pil" else DALI_PREPROCESSING.format(device=device)
@@ -136,7 +138,7 @@ def compute_pca(list_path: Path, root: Path, out: Path, max_images: int | None, 
         "preprocessing": preprocessing, "device": device, "backend": backend,
         "list": str(list_path), "list_sha256": hashlib.sha256(list_path.read_bytes()).hexdigest(),
         "max_images": max_images, "seed": seed,
-        "tool": "imagenet-tools compute-pca", "version": importlib.metadata.version("alexnet-dali"),
+        "tool": "imagenet-tools compute-pca", "version": toolkit_version(),
     }
     stats = statistics_of(moments)
     write_pca(pca_document(stats, moments, skipped, info), out, stats.mean_image)

@@ -219,19 +219,3 @@ def parse_evaluation(output: str, log: str) -> dict[str, dict[str, float]]:
     if "centre" not in results:
         raise InputError(f"the evaluation printed no 'centre' result line; see {log}")
     return results
-
-
-def pick_device(device: str) -> str:
-    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; any other name is checked as model.train checks it.
-
-    Raises:
-        InputError: an unknown device, or a CUDA device this machine does not have (before any stage runs).
-    """
-    import torch
-
-    from model.parallel import parse_device
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    parse_device(device)
-    return device
