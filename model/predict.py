@@ -74,6 +74,8 @@ def predict(model: torch.nn.Module, images: list[Path], normalize: str, pca: Pat
 def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, normalize: str | None,
          pca: str | None, accept_pca_change: bool) -> None:
     """Print the top-5 classes of each IMAGE according to CHECKPOINT."""
+    chosen = resolve_device(device)
+    announce(chosen)  # the command's first line: where it runs
     table = read_class_table(Path(classes))
     state = load_checkpoint(Path(checkpoint), num_classes=len(table))
     data_config = state.get("config", {}).get("DataConfig", {}) if isinstance(state.get("config"), dict) else {}
@@ -82,9 +84,7 @@ def main(checkpoint: str, images: tuple[str, ...], classes: str, device: str, no
     if pca_path is not None and not pca_path.is_file():
         raise InputError(f"{pca_path}: the checkpoint was trained with this pca.json (its mean); pass --pca PATH")
     check_checkpoint(state, Path(checkpoint), checkpoint, pca_path, table, Path(classes), accept_pca_change)
-    chosen = resolve_device(device)
     torch_device = torch.device(chosen.name)
-    announce(chosen)
     model = model_from(state, Path(checkpoint)).to(torch_device)
     window = data_config.get("mean_window", "centre")
     failed = 0

@@ -42,6 +42,13 @@ def trained(tmp_path):
     return net, tmp_path / "run" / "checkpoint.pth.tar", classes, images
 
 
+def after_device(stderr: str) -> list[str]:
+    """stderr's lines after the first, which says where the command runs."""
+    lines = stderr.splitlines()
+    assert lines and lines[0].startswith("device: "), stderr
+    return lines[1:]
+
+
 def reference_probabilities(net: torch.nn.Module, path) -> np.ndarray:
     """Validation by hand: shorter side 256 (PIL bilinear), centre 256, centre 224, (x - mean) / std."""
     image = Image.open(path).convert("RGB")
@@ -103,8 +110,7 @@ def test_one_bad_path_is_reported_and_the_others_are_still_classified(trained, t
     printed = result.stdout.splitlines()
     assert [line for line in printed if not line.startswith(" ")] == [str(images[0]), str(images[1])]
     assert len(printed) == 2 * (1 + 5)  # both good images have their top 5
-    assert result.stderr.splitlines()[0].startswith("device: ")  # where it runs, first
-    assert result.stderr.splitlines()[1:] == [
+    assert after_device(result.stderr) == [
         f"Error: {missing}: no such image file",
         f"Error: {folder}: is a folder, not an image file; give the image files (e.g. {folder}/*.JPEG)",
         "Error: 2 of 4 images could not be classified (each is named above)",
@@ -144,7 +150,7 @@ def test_a_class_table_in_another_order_is_refused(trained):
     classes.write_text("".join(f"{i}\t{wnid}\t{name}\n" for i, (wnid, name) in enumerate(rows)))
     result = CliRunner().invoke(main, [str(checkpoint), str(images[0]), "--classes", str(classes)])
     assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
-    assert result.stderr.splitlines() == [f"Error: {checkpoint}: {classes} labels other classes than the run was "
+    assert after_device(result.stderr) == [f"Error: {checkpoint}: {classes} labels other classes than the run was "
                                           f"trained on: label 2 is n00000002 in the checkpoint, n00000004 in "
                                           f"{classes}; use the lists the run was trained with"]
 
@@ -169,14 +175,14 @@ def test_other_statistics_are_refused_unless_accepted(trained, tmp_path):
     refused = CliRunner().invoke(main, arguments)
     change = f"other colour statistics than the run's: trained with {trained_with}, now {described(stats)}"
     assert refused.exit_code == 1 and refused.stdout == "" and "Traceback" not in refused.output
-    assert refused.stderr.splitlines() == [f"Error: {checkpoint}: {change}; pass --pca with the file it was trained "
+    assert after_device(refused.stderr) == [f"Error: {checkpoint}: {change}; pass --pca with the file it was trained "
                                            "with, or --accept-pca-change to go on with these"]
     accepted = CliRunner().invoke(main, [*arguments, "--accept-pca-change"])
     assert accepted.exit_code == 0 and len(accepted.stdout.splitlines()) == 6, accepted.output
-    assert accepted.stderr.splitlines() == [f"note: {checkpoint}: --accept-pca-change: going on with {change}"]
+    assert after_device(accepted.stderr) == [f"note: {checkpoint}: --accept-pca-change: going on with {change}"]
     _, published, _, _ = trained
     given = CliRunner().invoke(main, [str(published), str(images[0]), "--classes", str(classes), "--pca", str(stats)])
-    assert given.exit_code == 1 and given.stderr.splitlines() == [
+    assert given.exit_code == 1 and after_device(given.stderr) == [
         f"Error: {published}: other colour statistics than the run's: trained with the published ImageNet "
         f"statistics (no --pca), now {described(stats)}; pass --pca with the file it was trained with, or "
         "--accept-pca-change to go on with these"]
@@ -189,5 +195,5 @@ def test_a_checkpoint_from_before_the_records_is_accepted_with_a_note(trained, t
     old = save_checkpoint(state, tmp_path / "old", is_best=False)
     result = CliRunner().invoke(main, [str(old), str(images[0]), "--classes", str(classes)])
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 6, result.output
-    assert result.stderr.splitlines() == [f"note: {old} was written before checkpoints recorded the sha256 of its "
+    assert after_device(result.stderr) == [f"note: {old} was written before checkpoints recorded the sha256 of its "
                                           "pca.json and its class table: not checked"]
