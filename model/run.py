@@ -291,7 +291,8 @@ def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock:
            if ten_loader is not None else None)
     if finished:
         if isinstance(session.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            session.scheduler.step(val[1])
+            if val is not None:  # without validation the plateau rule has nothing to read (model/validation.py)
+                session.scheduler.step(val[1])
         else:
             session.scheduler.step()
         pos.epoch, pos.epoch_step = epoch + 1, 0

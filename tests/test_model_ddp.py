@@ -101,8 +101,9 @@ def _fit_unequal_shards(rank: int, out: Path, device: str) -> tuple[int, dict[st
         return [(images[i:i + 1], labels[i:i + 1]) for i in range(count)]
 
     run_module.make_loader = fake_make_loader  # this process only (a spawned rank)
+    (out / "val.txt").write_text("a.JPEG 0\n")  # a validation list (the fake loader never opens it)
     session = run_module.open_session(
-        DataConfig(root=out, batch_size=1), OptimConfig(lr=0.001), ScheduleConfig(epochs=1),
+        DataConfig(root=out, batch_size=1, val_list=out / "val.txt"), OptimConfig(lr=0.001), ScheduleConfig(epochs=1),
         RunConfig(arch="alexnet", out=out / "fit", device=device, parallel="ddp", print_freq=100))
     run_module.fit(session)
     return session.position.step, unwrap_state_dict(session.net)

@@ -56,6 +56,8 @@ def test_quick_run_passes_and_reports_every_stage(quick):
             assert entry["status"] == expected, (entry["name"], entry["reason"])
             assert entry["checks"] and all(c["status"] == "pass" for c in entry["checks"]), entry["name"]
     lines = output.splitlines()
+    assert lines[0].startswith("device: ")  # where it runs, first
+    lines = lines[1:]
     assert lines[0].split() == ["stage", "result", "time", "figure"]
     assert [line.split()[0] for line in lines[1:1 + len(STAGES)]] == list(STAGE_NAMES)
     passed = sum(s["status"] == "pass" for s in report["stages"])

@@ -60,12 +60,12 @@ def test_a_budget_too_small_for_any_stage_fails_and_says_what_would_do(tmp_path)
     report = json.loads((tmp_path / "st" / "selftest.json").read_text())
     assert not any(stage["status"] == "pass" for stage in report["stages"])
     error = result.output.strip().splitlines()[-1]
-    # environment's quick estimate is 5 s; the quick CPU plan's stages together 5+8+5+5+35+50 = 108 s.
+    # environment's quick estimate is 5 s; the quick CPU plan's stages together 5+8+5+5+35+50+10 (shards) = 118 s.
     assert error.startswith("Error: no stage passed: --budget 5 s is too small for any stage; the first, "
                             "environment, needs ~5 s (--budget "), error
     smallest = int(error.split("(--budget ")[1].split()[0])
     assert 5 * 1.5 + 1 <= smallest <= 5 * 1.5 + 1 + 30  # the estimate and half again, the start-up so far, 1 s
-    assert "all of them ~108 s" in error and report["none_passed"] == error[len("Error: "):]
+    assert "all of them ~118 s" in error and report["none_passed"] == error[len("Error: "):]
 
 
 def test_earlier_results_are_refused_without_overwrite(tmp_path):
