@@ -6,6 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -97,3 +98,18 @@ def test_an_unnamed_failure_in_a_shard_names_the_sample_that_is_no_image(tmp_pat
     entries = [(f"a.tar:k{i}", 0) for i in range(3)]
     assert find_failed_file("nvImageCodec failure: '#4'", tmp_path, entries, [tmp_path]) == tmp_path / "a.tar:k1"
     assert find_failed_file("nvImageCodec failure: '#4'", tmp_path, entries) is None  # no index: no guess
+
+
+def test_class_sorted_shards_give_batches_of_few_classes_with_a_small_buffer(tmp_path: Path) -> None:
+    """tools/shard_mixing on 4 classes x 40 samples, tars of 20, a buffer of 8: class-sorted tars give far more
+    same-class neighbours than pre-shuffled ones, which sit near a perfect shuffle's 1/4."""
+    from tools.shard_mixing import measure, prepared, same_class_share, write_tars
+
+    assert same_class_share(np.array([[1, 1, 2, 2], [3, 3, 3, 4]])) == pytest.approx(4 / 6)  # by hand
+    labels = [label for label in range(4) for _ in range(40)]
+    shares = {}
+    for name, order in (("sorted", labels), ("shuffled", list(np.random.default_rng(1).permutation(labels)))):
+        write_tars(tmp_path / name / "wds", order, 20)
+        train_list = prepared(tmp_path / name / "wds", tmp_path / name / "lists")
+        shares[name] = measure(tmp_path / name / "wds", train_list, [8], 16, [0])[0]["same_class"]
+    assert shares["sorted"] > 0.6 and shares["shuffled"] < 0.45
