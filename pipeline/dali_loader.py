@@ -14,15 +14,19 @@ import torch
 from pipeline.config import DataConfig
 from pipeline.errors import InputError
 from pipeline.graphs import READER_NAME, build_pipeline
+from pipeline.shard_reader import list_folders, locate
+from pipeline.shards import Member, is_shard_list, read_member, shard_entry, split_entry, split_name
 from pipeline.signatures import HEAD_BYTES, image_format
 from pipeline.splits import batches_per_epoch, images_per_epoch, shard_bounds, split_entries
 
 # DALI names the failing file in some of its errors: relative to file_root ("Failed to decode sample #3 :
 # train/n01/x.JPEG"), or already joined to file_root ("File mapping failed: ROOT/train/n01/x.JPEG", so
 # relative to the working folder when ROOT is); for others ("nvImageCodec failure") the loader looks for
-# a file whose first bytes are not an image's.
+# a file whose first bytes are not an image's. A shard sample is named "TAR:OFFSET:MEMBER" ("sample #0 :
+# ROOT/x.tar:7680:n01_2.jpg"), which the loader turns into the list's form, ROOT/x.tar:n01_2.
 _NAMED_IN_ROOT = re.compile(r"sample #\d+ : (.+?)\s*$", re.MULTILINE)
 _NAMED_JOINED = re.compile(r"failed: (.+?)\s*$", re.MULTILINE)
+_TAR_MEMBER = re.compile(r"^(?P<tar>.+?\.tar):\d+:(?P<member>.+)$")
 
 
 def looks_like_image(path: Path) -> bool:
@@ -35,21 +39,42 @@ def looks_like_image(path: Path) -> bool:
     return image_format(head) != ""
 
 
-def find_failed_file(message: str, root: Path, entries: Sequence[tuple[str, int]]) -> Path | None:
-    """The file a DALI error is about: named in the message, else the first entry that is not an image."""
+def sample_looks_like_image(root: Path, path: str, members: dict[str, dict[str, Member]]) -> bool:
+    """Whether a shard sample's .jpg starts like an image (looks_like_image for a sample: one seek)."""
+    shard, _ = split_entry(path)  # type: ignore[misc]
+    member = members[path]["jpg"]
+    head = read_member(root, shard, Member(member.ext, member.offset, min(member.size, HEAD_BYTES), member.name))
+    return image_format(head) != ""
+
+
+def find_failed_file(message: str, root: Path, entries: Sequence[tuple[str, int]],
+                     folders: Sequence[Path] | None = None) -> Path | None:
+    """The file or shard sample a DALI error is about: named in the message, else the first entry that is
+    not an image (for a shard list, only when `folders`, where its index files are, is given)."""
     match = _NAMED_IN_ROOT.search(message)
     if match:
+        named = _TAR_MEMBER.match(match.group(1))
+        if named:  # a shard sample: the list's form, TAR:KEY
+            return Path(root) / shard_entry(named["tar"], split_name(Path(named["member"]).name)[0])
         return Path(root) / match.group(1)  # an absolute path stays absolute
     match = _NAMED_JOINED.search(message)
     if match:
         return Path(match.group(1))
+    if entries and is_shard_list(entries):
+        if folders is None:
+            return None
+        members = locate(entries, folders)
+        return next((Path(root) / path for path, _ in entries
+                     if not sample_looks_like_image(root, path, members)), None)
     return next((Path(root) / path for path, _ in entries if not looks_like_image(Path(root) / path)), None)
 
 
-def corrupt_image_error(error: Exception, root: Path, entries: Sequence[tuple[str, int]]) -> InputError:
-    """Turn a DALI failure mid-epoch into the one-line message a user can act on."""
+def corrupt_image_error(error: Exception, root: Path, entries: Sequence[tuple[str, int]],
+                        folders: Sequence[Path] | None = None) -> InputError:
+    """Turn a DALI failure mid-epoch into the one-line message a user can act on (`folders`: see
+    find_failed_file)."""
     text = str(error)
-    path = find_failed_file(text, root, entries)
+    path = find_failed_file(text, root, entries, folders)
     where = str(path) if path else f"an image under {root} (DALI did not name it)"
     reason = next((line.strip() for line in text.splitlines() if "failure" in line or "ailed" in line), "")
     reason = f" ({reason[:120]})" if reason else ""
@@ -72,7 +97,12 @@ class DaliLoader:
         self.root = cfg.root
         # Where to look for an unnamed bad file: this shard's part for val; any part for train (shuffled).
         self._suspects = entries[start:end] if split != "train" else entries
+        self._folders = list_folders(cfg.train_list, cfg.val_list)  # a shard list's index files
         self.shard_images, self.batch_size, self.last_batch = end - start, cfg.batch_size, cfg.train_last_batch
+        if split == "train" and cfg.train_last_batch == "drop":
+            # DALI's iterator ends every rank's epoch after N // num_shards samples (LastBatchPolicy.DROP rounds
+            # the shard size down), so a rank whose part is one longer yields the same number of batches.
+            self.shard_images = len(entries) // num_shards
         # "fill": DALI tops up the last batch with the next epoch's first images, and that epoch then
         # starts after them, so epochs alternate between ceil(n/b) and fewer batches; track the carry.
         self._carried = 0
@@ -114,7 +144,7 @@ class DaliLoader:
                     self._carried = expected - (self.shard_images - self._carried)
                 return
             except RuntimeError as error:
-                raise corrupt_image_error(error, self.root, self._suspects) from None
+                raise corrupt_image_error(error, self.root, self._suspects, self._folders) from None
             if batch["labels"].shape[0] == 0:
                 continue  # DALI's PARTIAL policy can end a shard with an empty batch
             yield self._logical(batch["images"]), batch["labels"].reshape(-1).long()

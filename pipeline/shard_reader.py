@@ -95,12 +95,13 @@ def label_from_cls(cls):
 
 
 def read_shards(root: Path, paths: list[str], index_files: list[str], shuffle: bool, seed: int, shard_id: int,
-                num_shards: int, name: str):
+                num_shards: int, name: str, buffer: int = SHUFFLE_BUFFER):
     """fn.readers.webdataset over the tars, with the semantics of the file reader (pipeline/graphs.py): training
-    shuffles (tar order each epoch, then a buffer), validation sticks to its shard and pads its last batch."""
+    shuffles (tar order each epoch, then a buffer of `buffer` samples), validation sticks to its shard and pads
+    its last batch."""
     from nvidia.dali import fn
 
-    options = dict(random_shuffle=True, initial_fill=SHUFFLE_BUFFER, shuffle_after_epoch=True,
+    options = dict(random_shuffle=True, initial_fill=buffer, shuffle_after_epoch=True,
                    shuffle_after_epoch_seed=int(seed)) if shuffle else dict(stick_to_shard=True)
     jpegs, cls = fn.readers.webdataset(
         paths=[str(Path(root) / path) for path in paths], index_paths=index_files, ext=list(READ_EXT),
