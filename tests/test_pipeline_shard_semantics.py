@@ -103,7 +103,8 @@ def test_an_unnamed_failure_in_a_shard_names_the_sample_that_is_no_image(tmp_pat
 def test_class_sorted_shards_give_batches_of_few_classes_with_a_small_buffer(tmp_path: Path) -> None:
     """tools/shard_mixing on 4 classes x 40 samples, tars of 20, a buffer of 8: class-sorted tars give far more
     same-class neighbours than pre-shuffled ones, which sit near a perfect shuffle's 1/4."""
-    from tools.shard_mixing import measure, prepared, same_class_share, write_tars
+    from tools.packing.mixing import measure, same_class_share, write_tars
+    from tools.shard_mixing import _prepared as prepared
 
     assert same_class_share(np.array([[1, 1, 2, 2], [3, 3, 3, 4]])) == pytest.approx(4 / 6)  # by hand
     labels = [label for label in range(4) for _ in range(40)]

@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": ("tools.bench", "Pipeline / model / end-to-end throughput, DALI vs the PyTorch DataLoader."),
     "demo": ("tools.demo", "The whole toolkit on generated data: prepare, PCA, train, 10-crop, pictures."),
     "selftest": ("tools.selftest", "What this machine can do, stage by stage (run it first; attach it to bug reports)."),
+    "shard-mixing": ("tools.shard_mixing", "How mixed training batches are on pre-shuffled and class-sorted shards."),
     "start-stats": ("tools.start_stats", "Per-layer statistics over the first steps of a training run."),
     "ablate": ("tools.ablate", "The paper's ablations trained alike, their errors beside the paper's claims."),
 }
