@@ -55,7 +55,9 @@ def test_quick_run_passes_and_reports_every_stage(quick):
         else:
             assert entry["status"] == expected, (entry["name"], entry["reason"])
             assert entry["checks"] and all(c["status"] == "pass" for c in entry["checks"]), entry["name"]
-    lines = output.splitlines()
+    device, *lines = output.splitlines()  # where training, --bench and --compile run, first (pipeline/devices.py)
+    assert device.startswith("device: cuda (auto: torch sees " if torch.cuda.is_available() else
+                             "device: cpu (auto: torch sees no CUDA device)")
     assert lines[0].split() == ["stage", "result", "time", "figure"]
     assert [line.split()[0] for line in lines[1:1 + len(STAGES)]] == list(STAGE_NAMES)
     passed = sum(s["status"] == "pass" for s in report["stages"])
