@@ -61,12 +61,19 @@ def split_name(name: str) -> tuple[str, str]:
     return (name, "") if dot < 0 else (name[:dot], name[dot + 1:])
 
 
+# What the DALI graph decodes from a .cls (pipeline/shard_reader.py label_from_cls, which pads or cuts the
+# bytes to 8): digits first, then only whitespace, 8 bytes at most. prepare refuses anything else, so that
+# DALI and the PIL baseline read the same label.
+CLS_BYTES = 8
+_CLS = re.compile(rb"[0-9]+[ \t\r\n]*")
+
+
 def parse_label(data: bytes) -> int:
-    """A .cls component's label: ASCII digits, surrounding whitespace allowed ("123", "7\\n")."""
-    text = data.decode("ascii").strip()
-    if not text.isdigit() or not text.isascii():
-        raise ValueError(f"not a label: {data[:20]!r}")
-    return int(text)
+    """A .cls component's label: ASCII digits, then optional trailing whitespace ("123", "7\\n"), at most
+    CLS_BYTES bytes; leading whitespace, a sign or a longer field is not a label."""
+    if len(data) > CLS_BYTES or not _CLS.fullmatch(data):
+        raise ValueError(f"not a label of at most {CLS_BYTES} bytes (digits, then only whitespace): {data[:20]!r}")
+    return int(data.strip())
 
 
 @dataclass(frozen=True)

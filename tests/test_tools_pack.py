@@ -75,3 +75,11 @@ def test_resize_stores_the_shorter_side(tmp_path: Path) -> None:
         for member in jpgs:
             with Image.open(tar.extractfile(member)) as image:
                 assert min(image.size) == 64
+
+
+def test_keys_stay_unique_when_a_suffixed_key_is_already_taken():
+    """train/c0/x_2, train/c1/x, train/c2/x: the third x must not take x_2, which the first file holds."""
+    from tools.packing.shards import _keys
+
+    keys = _keys([("train/c0/x_2.JPEG", 0), ("train/c1/x.JPEG", 1), ("train/c2/x.JPEG", 2)])
+    assert len(set(keys)) == 3 and keys[:2] == ["x_2", "x"]

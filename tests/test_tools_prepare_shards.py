@@ -6,6 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tests.shard_data import jpeg, read_list, sample, wnid, write_shards, write_tar
@@ -128,3 +129,40 @@ def read_list_after(root: Path, out: Path, *args: str) -> int:
     result = run_prepare(root, out, *args)
     assert result.exit_code == 0, result.output
     return len(read_list(out / "train.txt"))
+
+
+def test_labels_dali_cannot_read_and_odd_member_names_are_not_listed(tmp_path):
+    """A .cls with leading whitespace or longer than 8 bytes (DALI's graph would read another label or fail), a
+    member inside a folder ('./key.jpg') and a key that comes twice: each named, none listed."""
+    import io as _io
+    import tarfile as _tarfile
+
+    from PIL import Image as _Image
+
+    from pipeline.shards import parse_label
+
+    assert parse_label(b"123") == 123 and parse_label(b"7\n") == 7 and parse_label(b"0000012") == 12
+    for bad in (b" 7", b"+7", b"1 2", b"000000012", b"", b"7x"):
+        with pytest.raises(ValueError):
+            parse_label(bad)
+    buffer = _io.BytesIO()
+    _Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    folder = tmp_path / "wds"
+    folder.mkdir()
+    members = [("good.jpg", jpeg), ("good.cls", b"1"), ("space.jpg", jpeg), ("space.cls", b" 1"),
+               ("./dotted.jpg", jpeg), ("./dotted.cls", b"0"), ("other.jpg", jpeg), ("other.cls", b"0"),
+               ("good.jpg", jpeg), ("good.cls", b"0")]
+    with _tarfile.open(folder / "imagenet1k-train-0000.tar", "w") as tar:
+        for name, data in members:
+            info = _tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, _io.BytesIO(data))
+    result = CliRunner().invoke(prepare_main, [str(folder), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    listed = (tmp_path / "out" / "train.txt").read_text().split()
+    assert listed == ["imagenet1k-train-0000.tar:good", "1", "imagenet1k-train-0000.tar:other", "0"]
+    reasons = " ".join(read_tsv(tmp_path / "out" / "rejected.tsv").values()) + " ".join(
+        read_tsv(tmp_path / "out" / "ignored.tsv").values())
+    assert "not ASCII digits followed only by whitespace" in reasons
+    assert "a folder in the member name" in reasons and "duplicate key" in reasons

@@ -13,7 +13,7 @@ from tests.shard_data import jpeg
 from tools.prepare import shard_scan
 from tools.prepare.tar_headers import Unsupported, headers
 
-LONG = "n01440764/" + "a" * 120 + "_1"  # over 100 characters: a GNU 'L' or a pax 'path' record
+LONG = "n01440764_" + "a" * 120 + "_1"  # over 100 characters: a GNU 'L' or a pax 'path' record
 NAMES = ["n00000000_1.jpg", "n00000000_1.cls", f"{LONG}.jpg", f"{LONG}.cls", "dir/ünïcode_2.jpg",
          "p" * 90 + "/q" * 40 + ".jpg"]
 
@@ -71,7 +71,7 @@ def test_base256_size(tmp_path: Path) -> None:
 def test_scan_results_equal_tarfiles(tmp_path: Path, fmt: int, options: dict, monkeypatch) -> None:
     """A shard scanned through the headers and through tarfile (the fallback, forced): the same account."""
     write(tmp_path / "s.tar", fmt, **options)
-    job = (tmp_path, "s.tar", tmp_path / "out", "header", 1, 10 ** 9)
+    job = (tmp_path, "s.tar", tmp_path / "out", "header", 1, 10 ** 9, 20.0)
     fast = shard_scan.scan_tar(job)
     monkeypatch.setattr(shard_scan, "_fast_walk", lambda path: (_ for _ in ()).throw(Unsupported("forced")))
     slow = shard_scan.scan_tar(job)

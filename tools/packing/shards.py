@@ -32,8 +32,12 @@ def _keys(entries: list[tuple[str, int]]) -> list[str]:
     keys, used = [], set()
     for position, (rel, _) in enumerate(entries):
         key = _KEY_UNSAFE.sub("_", rel.rsplit("/", 1)[-1].split(".", 1)[0]) or "file"
-        if key in used:
-            key = f"{key}_{position}"
+        if key in used:  # another file's key: its list position, then a counter, until unused
+            base, extra = f"{key}_{position}", 0
+            key = base
+            while key in used:
+                extra += 1
+                key = f"{base}_{extra}"
         used.add(key)
         keys.append(key)
     return keys

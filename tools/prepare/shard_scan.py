@@ -28,8 +28,9 @@ _WNID = re.compile(r"^(n\d{8})_")
 class _TarScan:
     """The running account of one tar (see scan_tar)."""
 
-    def __init__(self, rel: str, check: str, min_side: int, max_pixels: int) -> None:
+    def __init__(self, rel: str, check: str, min_side: int, max_pixels: int, max_aspect: float) -> None:
         self.rel, self.check, self.min_side, self.max_pixels = rel, check, min_side, max_pixels
+        self.max_aspect = max_aspect
         self.samples: list[tuple[str, int, int, int]] = []  # (key, label, width, height), tar order
         self.index: list[list[Member]] = []
         self.rejected: list[tuple[str, str]] = []
@@ -71,11 +72,12 @@ class _TarScan:
         try:
             label = parse_label(parts["cls"][1])
         except (ValueError, UnicodeDecodeError):
-            return f"label (.cls) is not ASCII digits ({parts['cls'][1][:20]!r})", 0, (0, 0)
+            return (f"label (.cls) is not ASCII digits followed only by whitespace, 8 bytes at most "
+                    f"({parts['cls'][1][:20]!r})"), 0, (0, 0)
         if len(str(label)) > MAX_LABEL_DIGITS:
             return f"label {label} has more than {MAX_LABEL_DIGITS} digits", 0, (0, 0)
         status, reason, width, height = check_file(io.BytesIO(parts["jpg"][1]), self.check, self.min_side,
-                                                   self.max_pixels)
+                                                   self.max_pixels, self.max_aspect)
         if status == "fix":  # a shard is read as it is: nothing can be repaired in place
             return f"{reason} (needs re-encoding; shards are read as they are)", label, (width, height)
         if status == "reject":
@@ -119,7 +121,7 @@ def _extract(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
 
 def _read_members(walk: Iterator[tuple[Header, Callable[[], bytes]]], scan: _TarScan) -> tuple[int, str]:
     """Walk the tar; returns (end of the last member's data, why the walk stopped early or "")."""
-    key, parts, end, reading = None, {}, 0, 0
+    key, parts, end, reading, seen = None, {}, 0, 0, set()
     try:
         for info, read in walk:
             scan.members["found"] += 1
@@ -133,9 +135,19 @@ def _read_members(walk: Iterator[tuple[Header, Callable[[], bytes]]], scan: _Tar
                 scan.ignore(info.name, "hidden file")
                 reading = 0
                 continue
+            if "/" in name_key:  # a list entry is TAR:KEY, and DALI's index names the bare key
+                scan.ignore(info.name, "a folder in the member name (tar the files themselves: "
+                                       "tar -cf X.tar -C DIR <files>)")
+                reading = 0
+                continue
+            if name_key != key and name_key in seen:
+                scan.ignore(info.name, "duplicate key: a sample of this name came earlier in the tar")
+                reading = 0
+                continue
             if name_key != key:
                 scan.finish(key, parts)
                 key, parts = name_key, {}
+                seen.add(key)
             data = read() if ext in ("jpg", "cls", "json") else b""
             if ext in ("jpg", "cls", "json") and len(data) != info.size:
                 raise tarfile.ReadError("unexpected end of data")
@@ -164,19 +176,19 @@ def scan_tar(job: tuple) -> dict:
     """Read one tar (see the module docstring) and write the index of its accepted samples.
 
     Args:
-        job: (root, tar path relative to root, lists folder, check, min_side, max_pixels).
+        job: (root, tar path relative to root, lists folder, check, min_side, max_pixels, max_aspect).
 
     Returns:
         samples (key, label, width, height), rejected and ignored (where, why), classes {label: (wnid, name)},
         members (found, listed, rejected, ignored), truncated ("" or why the tar ends early).
     """
-    root, rel, out, check, min_side, max_pixels = job
+    root, rel, out, check, min_side, max_pixels, max_aspect = job
     path = Path(root) / rel
-    scan = _TarScan(rel, check, min_side, max_pixels)
+    scan = _TarScan(rel, check, min_side, max_pixels, max_aspect)
     try:
         end, stopped = _read_members(_fast_walk(path), scan)
     except Unsupported:  # a header type the fast walk leaves to tarfile: read the whole tar again with it
-        scan = _TarScan(rel, check, min_side, max_pixels)
+        scan = _TarScan(rel, check, min_side, max_pixels, max_aspect)
         end, stopped = _read_members(_tarfile_walk(path), scan)
     if not stopped and scan.members["found"] and not _ends_properly(path, end):
         stopped = "no end-of-archive block after the last member"

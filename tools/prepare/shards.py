@@ -88,7 +88,8 @@ def prepare_shards(options, extra_rejected: list = (), extra_ignored: list = (),
             ignored.append((rel, "not a shard (expected <name>-train-NNNN.tar or <name>-validation-NN.tar)"))
     if not tars:
         raise InputError(f"{root}: no train or validation shards (<name>-train-NNNN.tar)")
-    jobs = [(str(root), rel, str(out), options.check, options.min_side, options.max_pixels) for rel, _ in tars]
+    jobs = [(str(root), rel, str(out), options.check, options.min_side, options.max_pixels,
+             options.max_aspect) for rel, _ in tars]
     results = run_jobs(scan_tar, jobs, min(workers, len(jobs)), f"shards ({options.check})", unit="shards",
                        chunksize=1, name="prepare")
     check_s = time.perf_counter() - start
