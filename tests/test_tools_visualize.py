@@ -219,3 +219,18 @@ def test_neighbours_and_augment_read_shard_lists(run_dir, shard_data, tmp_path):
     result = CliRunner().invoke(visualize.main, args)
     assert result.exit_code == 0, result.output
     assert_png(out, (400, 250))
+
+
+def test_confusion_refuses_lists_of_other_classes_and_lists_without_val(run_dir, data, tmp_path):
+    root, lists = data
+    other = tmp_path / "other"
+    shutil.copytree(lists, other)
+    (other / "classes.tsv").write_text("".join(f"{i}\tn9{i}\tc{i}\n" for i in range(len(CLASSES) + 1)))
+    result = CliRunner().invoke(visualize.main, ["confusion", str(run_dir), "--root", str(root), "--lists", str(other),
+                                                 "--out", str(tmp_path / "c.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "classes" in result.output
+    (other / "val.txt").unlink()
+    shutil.copy(lists / "classes.tsv", other / "classes.tsv")
+    result = CliRunner().invoke(visualize.main, ["confusion", str(run_dir), "--root", str(root), "--lists", str(other),
+                                                 "--out", str(tmp_path / "c.png")])
+    assert result.exit_code == 1 and "no val.txt" in result.output and "Traceback" not in result.output

@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint, model_from
+from model.provenance import check_checkpoint
 from pipeline.atomic import write_atomic
 from pipeline.constants import CROP_SIZE, STORED_SIZE
+from pipeline.errors import InputError
 from pipeline.filelist import read_class_table, read_file_list
 from pipeline.lighting import colour_stats
 from pipeline.pil_image import crop_anchor
@@ -52,11 +54,17 @@ def draw_confusion(checkpoint: Path, root: Path, lists: Path, out_png: Path, pca
     """confusion.png (rows: true class, columns: predicted, each row in % of its images) and confusion.json
     (the counts, each class's accuracy, the overall top-1 error) beside it. Returns both paths."""
     lists = Path(lists)
-    state = load_checkpoint(checkpoint)
-    model = model_from(state, checkpoint)
-    data = state.get("config", {}).get("DataConfig", {}) if isinstance(state.get("config"), dict) else {}
-    stats = colour_stats(pca, normalize or data.get("normalize", "mean"), mean_window=data.get("mean_window", "centre"))
     classes = read_class_table(lists / "classes.tsv")
+    if not (lists / "val.txt").is_file():
+        raise InputError(f"--lists {lists} has no val.txt (prepare found no validation set): there is nothing to "
+                         "score; give the lists of a tree with val/ images")
+    state = load_checkpoint(checkpoint, num_classes=len(classes))
+    data = state.get("config", {}).get("DataConfig", {}) if isinstance(state.get("config"), dict) else {}
+    # The statistics the run was trained with, unless --pca names others; checked like -e checks them.
+    pca = Path(pca) if pca else (Path(data["pca"]) if data.get("pca") else None)
+    check_checkpoint(state, Path(checkpoint), str(checkpoint), pca, classes, lists / "classes.tsv", accept=False)
+    model = model_from(state, checkpoint)
+    stats = colour_stats(pca, normalize or data.get("normalize", "mean"), mean_window=data.get("mean_window", "centre"))
     val = read_file_list(lists / "val.txt")
     labels = np.array([label for _, label in val])
     images = EncodedImages(root, val, [lists])
