@@ -96,3 +96,12 @@ def test_without_pyarrow_the_error_names_the_extra(tmp_path: Path, monkeypatch) 
     result = run(tmp_path / "hub", tmp_path / "out")
     assert result.exit_code != 0
     assert "Error: reading parquet files needs pyarrow: pip install 'alexnet-dali[hub]'" in result.output
+
+
+def test_resize_is_refused_before_anything_is_converted(tmp_path: Path) -> None:
+    hub(tmp_path / "hub")
+    result = CliRunner().invoke(prepare_main, [str(tmp_path / "hub"), "--out", str(tmp_path / "out"), "--resize", "256",
+                                               "--resized-root", str(tmp_path / "r256"), "--workers", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--resize does not apply to webdataset shards or hub parquet files" in result.output
+    assert not (tmp_path / "out" / "shards").exists() or not any((tmp_path / "out" / "shards").iterdir())

@@ -19,7 +19,7 @@ from tools.prepare.reencode import write_jpeg
 from tools.prepare.report import (account, summarize, write_ignored, write_lists, write_rejected,
                                   write_summary)
 from tools.prepare.parquet import looks_like_parquet, prepare_parquet
-from tools.prepare.shards import looks_like_shards, prepare_shards
+from tools.prepare.shards import looks_like_shards, prepare_shards, refuse_resize
 from tools.prepare.tree import has_image_name
 from tools.prepare.unpack import refuse_class_tars, unpack_class_tars
 from pipeline.processes import usable_cpus
@@ -168,6 +168,7 @@ def prepare(options: PrepareOptions) -> dict:
         raise InputError(f"{options.root}: no such folder; give the folder that holds train/ and val/")
     options = replace(options, repair_dir=options.repair_dir or options.out / "repaired")
     if options.layout == "parquet" or (options.layout == "auto" and looks_like_parquet(options.root)):
+        refuse_resize(options)
         check_outputs(options.root, options.out, options.repair_dir, None, None, options.quality, False)
         return prepare_parquet(options, options.shards_out)
     if options.layout == "webdataset" or (options.layout == "auto" and looks_like_shards(options.root)):

@@ -65,12 +65,18 @@ def _classes(found: dict[int, tuple[str, str]]) -> list[tuple[str, str]]:
     return rows
 
 
+def refuse_resize(options) -> None:
+    """--resize on shards or parquet: refused before anything is read or converted."""
+    if options.resize is not None:
+        raise InputError("--resize does not apply to webdataset shards or hub parquet files (their samples are "
+                         "read as they are); drop --resize: the training graph resizes each image to 256 itself "
+                         "(docs/prepare.md)")
+
+
 def prepare_shards(options, extra_rejected: list = (), extra_ignored: list = (), layout: str = "webdataset") -> dict:
     """prepare() for a shard folder (options: tools.prepare.run.PrepareOptions, outputs already checked);
     extra rows (what the parquet conversion rejected or ignored, tools/prepare/parquet.py) join the reports."""
-    if options.resize is not None:
-        raise InputError("--resize does not apply to shards (they are read as they are); "
-                         "`imagenet-tools pack --resize 256` writes resized shards")
+    refuse_resize(options)
     root, out = options.root, options.out
     workers = options.workers or usable_cpus()
     start = time.perf_counter()
