@@ -89,7 +89,7 @@ class AlexNet(nn.Module):
         net: the paper's net (NetConfig()) or one of its ablations; the layer names stay conv1..fc8.
     """
 
-    def __init__(self, num_classes: int = 1000, bias_one: float = 1.0, init: str = "paper",
+    def __init__(self, num_classes: int = 1000, bias_one: float = PAPER_BIAS_ONE, init: str = "paper",
                  net: NetConfig = NetConfig()) -> None:
         super().__init__()
         net.check()
@@ -230,7 +230,7 @@ class TowerLRN(nn.Module):
         return f"towers={self.towers}, size={LRN_SIZE}, alpha={LRN_ALPHA}, beta={LRN_BETA}, k={LRN_K}"
 
 
-def init_paper(model: nn.Module, bias_one: float = 1.0) -> None:
+def init_paper(model: nn.Module, bias_one: float = PAPER_BIAS_ONE) -> None:
     """§5: every weight N(0, 0.01); bias `bias_one` in conv2, conv4, conv5, fc6, fc7; 0 elsewhere."""
     for name, module in model.named_children():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -249,7 +249,7 @@ def init_kaiming(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_model(arch: str, num_classes: int = 1000, bias_one: float = 1.0, init: str = "paper",
+def build_model(arch: str, num_classes: int = 1000, bias_one: float = PAPER_BIAS_ONE, init: str = "paper",
                 net: NetConfig = NetConfig()) -> nn.Module:
     """`alexnet` (the paper's) or `alexnet_owt` (torchvision's layout, torchvision's default init).
 

@@ -27,6 +27,7 @@ from model.alexnet import DEFAULT_BIAS_ONE, INITS, build_model
 from model.layer_stats import LAYERS, step_record
 from model.config import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.optim import make_sgd
+from model.train import FiniteFloat
 from model.warmup import Warmup, warmup_steps
 from pipeline.atomic import replacing
 from pipeline.config import DataConfig
@@ -50,7 +51,7 @@ from pipeline.processes import usable_cpus
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=PAPER_LR)
 @click.option("--lr-warmup-epochs", type=click.FloatRange(min=0.0), default=0.0, help="As model.train's.")
 @click.option("--init", type=click.Choice(INITS), default="paper", help="As model.train's.")
-@click.option("--bias-one", type=float, default=DEFAULT_BIAS_ONE, help="As model.train's.")
+@click.option("--bias-one", type=FiniteFloat(), default=DEFAULT_BIAS_ONE, help="As model.train's.")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=None, help="As model.train's.")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--workers", type=click.IntRange(min=1), default=usable_cpus(), help="DALI CPU threads.")
