@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.metrics import EpochClock, Meter
-from model.warmup import ChanceWatch, Warmup
+from model.warmup import ChanceWatch, Warmup, scaled_rate
 
 # Softmax probabilities are averaged over the ten views; clamp before the log so a view-averaged
 # probability of 0 gives a large finite loss instead of inf.
@@ -65,21 +65,16 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> 
         logits = trainer.model(images)
         loss = F.cross_entropy(logits.float(), labels)
     trainer.optimizer.zero_grad(set_to_none=True)
-    # A warm-up scales the rate of this one update; the groups keep the schedule's rate between steps, so
-    # the schedulers (and checkpoints) never see a warmed rate (model/warmup.py).
+    # A warm-up scales the rate of this one update only (model/warmup.py scaled_rate).
     scale = trainer.warmup.next_scale() if trainer.warmup is not None else 1.0
-    scheduled = [group["lr"] for group in trainer.optimizer.param_groups]
-    for group, lr in zip(trainer.optimizer.param_groups, scheduled):
-        group["lr"] = lr * scale
-    if trainer.scaler is not None and trainer.scaler.is_enabled():
-        trainer.scaler.scale(loss).backward()
-        trainer.scaler.step(trainer.optimizer)
-        trainer.scaler.update()
-    else:
-        loss.backward()
-        trainer.optimizer.step()
-    for group, lr in zip(trainer.optimizer.param_groups, scheduled):
-        group["lr"] = lr
+    with scaled_rate(trainer.optimizer, scale):
+        if trainer.scaler is not None and trainer.scaler.is_enabled():
+            trainer.scaler.scale(loss).backward()
+            trainer.scaler.step(trainer.optimizer)
+            trainer.scaler.update()
+        else:
+            loss.backward()
+            trainer.optimizer.step()
     if trainer.chance is not None:
         trainer.chance.add(loss)
     return loss, logits

@@ -12,8 +12,10 @@ is said once, and the run goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+from typing import Iterator
 
 import torch
 
@@ -37,6 +39,23 @@ class Warmup:
         self.last_scale = min(1.0, (self.done + 1) / self.steps) if self.steps > 0 else 1.0
         self.done += 1
         return self.last_scale
+
+
+@contextlib.contextmanager
+def scaled_rate(optimizer: torch.optim.Optimizer, scale: float) -> Iterator[None]:
+    """Every group's rate times `scale` inside the block, the schedule's rate again after it: the schedulers
+    and checkpoints never see a warmed rate. Nothing is touched when `scale` is 1."""
+    if scale == 1.0:
+        yield
+        return
+    scheduled = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, scheduled):
+        group["lr"] = lr * scale
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr
 
 
 def warmup_steps(epochs: float, steps_per_epoch: int) -> int:

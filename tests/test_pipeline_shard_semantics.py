@@ -2,13 +2,11 @@
 a corrupt JPEG inside a shard named as the list names it (TAR:KEY), and how mixed training batches are."""
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from pipeline.config import DataConfig

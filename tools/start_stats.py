@@ -28,7 +28,7 @@ from model.layer_stats import LAYERS, step_record
 from model.config import PAPER_BATCH_SIZE, PAPER_LR, PAPER_MOMENTUM, PAPER_WEIGHT_DECAY
 from model.optim import make_sgd
 from model.train import FiniteFloat
-from model.warmup import Warmup, warmup_steps
+from model.warmup import Warmup, scaled_rate, warmup_steps
 from pipeline.atomic import replacing
 from pipeline.config import DataConfig
 from pipeline.constants import NORMALIZATIONS
@@ -86,16 +86,16 @@ def main(root, lists, pca, out, steps, every, batch_size, lr, lr_warmup_epochs, 
             loss = F.cross_entropy(net(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            rate = lr * warmup.next_scale()
-            for group in optimizer.param_groups:
-                group["lr"] = rate
+            scale = warmup.next_scale()
+            rate = lr * scale
             if step % every == 0 or step < 10:
                 records.append(step_record(step, rate, loss, images, net, outputs, lrn))
                 print(f"step {step}: loss {loss.item():.4f} lr {rate:.3g}, dead fc6 {records[-1]['fc6']['dead']:.0%} "
                       f"fc7 {records[-1]['fc7']['dead']:.0%}, logits' std over images "
                       f"{records[-1]['logits']['std_over_images']:.3f} ({time.perf_counter() - start:.0f} s)",
                       file=sys.stderr, flush=True)
-            optimizer.step()
+            with scaled_rate(optimizer, scale):  # model.train's warm-up, applied the same way
+                optimizer.step()
             step += 1
         epoch += 1
         del loader

@@ -13,7 +13,6 @@ import os
 import re
 import time
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 from pipeline.errors import InputError
