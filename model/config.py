@@ -98,6 +98,8 @@ class RunConfig:
         overwrite: a new run may replace the run that `out` holds (its checkpoints and metrics).
         accept_pca_change: --resume/-e go on with other colour statistics than the checkpoint records
             (model/provenance.py); refused otherwise.
+        reread: --resume mid-epoch reads the epoch's trained batches again and drops them, rather than
+            restoring the DALI reader state the checkpoint stores (model/reader_state.py).
         given: the flags typed on the command line (click parameter names); with `resume` the others
             take the checkpoint's values (model/resume.py).
     """
@@ -126,6 +128,7 @@ class RunConfig:
     dropout: bool | None = None
     overwrite: bool = False
     accept_pca_change: bool = False
+    reread: bool = False
     given: tuple[str, ...] = ()
 
 

@@ -87,6 +87,7 @@ def train_one_epoch(
     *,
     epoch: int,
     skip: int = 0,
+    read_skipped: bool = True,
     print_freq: int = 10,
     after_step: Callable[[int], bool] | None = None,
     after_skip: Callable[[], None] | None = None,
@@ -99,11 +100,13 @@ def train_one_epoch(
         loader: yields (images, labels); len(loader) batches.
         meter: running sums (a resumed epoch passes the sums it had reached).
         epoch: 0-based, for the progress line.
-        skip: batches of this epoch already trained before a restart; they are read and dropped so
-            the rest of the epoch sees exactly the batches (and augmentations) it would have seen.
+        skip: batches of this epoch already trained before a restart (numbering and meter continue from it).
+        read_skipped: the loader starts at the epoch's beginning, so the `skip` batches are read and dropped
+            so that the rest of the epoch sees exactly the batches (and augmentations) it would have seen;
+            False: the loader already starts after them (restored from a DALI reader state).
         print_freq: a progress line on stderr every this many steps.
         after_step: called with the number of batches done in this epoch; True stops the epoch early.
-        after_skip: called once the skipped batches are read (a restart restores its RNG state here,
+        after_skip: called once the loader stands after the skipped batches (a restart restores its RNG state here,
             since reading batches may draw from torch's RNG).
         log: write progress lines (the main process only).
 
@@ -115,7 +118,7 @@ def train_one_epoch(
     """
     trainer.model.train()
     batches = iter(loader)
-    for _ in range(skip):
+    for _ in range(skip if read_skipped else 0):
         if next(batches, None) is None:
             break
     if after_skip is not None:

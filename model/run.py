@@ -4,7 +4,8 @@ Resuming gives the same weights as never stopping (on the CPU, where the kernels
 - epoch e's training loader is built fresh with seed + e, so its data order and augmentations depend on
   (seed, e) only, not on how many epochs this process has already run;
 - torch's RNG (dropout) is reseeded with seed + e at the start of each epoch, and a mid-epoch checkpoint
-  stores the RNG state, restored after the epoch's finished batches have been read again and dropped.
+  stores the RNG state, restored once the loader stands after the epoch's finished batches: restored from
+  the DALI reader state the checkpoint stores (model/reader_state.py), or by reading them again and dropping them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from model.engine import Trainer, evaluate, train_one_epoch
 from model.metrics import EpochClock, Meter, TrainingDiverged
 from model.optim import make_sgd
 from model.provenance import check_checkpoint, records
+from model.reader_state import resumed_loader, saved_state
 from model.resume import announce, apply_changes, evaluation_settings, resume_settings
 from model.run_folder import RunFolder
 from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
@@ -48,6 +50,7 @@ class Position:
     best_acc1: float = 0.0
     meter: list[float] | None = None
     rng: dict | None = None
+    reader: dict | None = None  # every rank's DALI reader state inside `epoch` (model/reader_state.py)
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Session:
     net_config: NetConfig = NetConfig()  # the network trained (the paper's, or an ablation: model/variants.py)
     folder: RunFolder | None = None  # the locked --out of a training run (main process only)
     records: dict = field(default_factory=dict)  # what every checkpoint records of its inputs (model/provenance.py)
+    train_loader: object | None = None  # the epoch's, while a checkpoint may need its reader state
 
     def close(self) -> None:
         if self.folder is not None:
@@ -148,7 +152,8 @@ def open_session(data: DataConfig, optim: OptimConfig, schedule: ScheduleConfig,
             if checkpoint.get("scaler"):
                 scaler.load_state_dict(checkpoint["scaler"])
             position = Position(checkpoint["epoch"], checkpoint.get("epoch_step", 0), checkpoint["step"],
-                                checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), rank_rng(checkpoint, ctx))
+                                checkpoint.get("best_acc1", 0.0), checkpoint.get("epoch_meter"), rank_rng(checkpoint, ctx),
+                                checkpoint.get("reader"))
             changes = apply_changes(checkpoint, optimizer, scheduler, optim, schedule, run)
             if ctx.is_main:
                 announce(run.resume, position, kept, changes)
@@ -182,17 +187,21 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
     writes. `sums`: an unfinished epoch's running sums over all ranks (`all_ranks`), None after a whole one."""
     if sums is not None:
         sums.check_finite(f"epoch {session.position.epoch}, before a checkpoint")
-    # Every rank's generators, so that a resumed DDP run draws on each rank what it would have drawn.
-    rng = parallel.all_gather_object(rng_state(session.ctx.devices), session.ctx)
+    # Every rank's generators and reader state, so that a resumed DDP run draws and reads on each rank what it
+    # would have.
+    pos, loader = session.position, session.train_loader
+    local = loader.checkpoint() if loader is not None and pos.epoch_step else None
+    gathered = parallel.all_gather_object((rng_state(session.ctx.devices), local), session.ctx)
     if not session.ctx.is_main:
         return
-    pos = session.position
+    rng = [entry[0] for entry in gathered]
+    reader = saved_state(local, [entry[1] for entry in gathered], pos.epoch, pos.epoch_step, session.data.device)
     state = {
         "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
         "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net),
         "best_acc1": pos.best_acc1, "optimizer": parallel.optimizer_state_dict(session.trainer.optimizer, session.net, session.ctx),
         "scheduler": session.scheduler.state_dict(), "scaler": session.scaler.state_dict(), "rng": rng[0],
-        "rng_ranks": rng if len(rng) > 1 else None,
+        "rng_ranks": rng if len(rng) > 1 else None, "reader": reader,
         "epoch_meter": sums.values() if sums is not None else None,
         "config": as_primitives(session.data, session.optim, session.schedule, session.run),
         "net": net_entry(session.net_config), **session.records,
@@ -222,6 +231,7 @@ def fit(session: Session) -> None:
             if stopped:  # the checkpoint of the stop is written
                 break
             end_epoch(session, epoch, finished, meter, clock, val_loader, ten_loader)
+            session.train_loader = None
             if not finished or stop.requested():  # a signal during validation: the epoch's checkpoint is written
                 break
     if stop.requested() and ctx.is_main:  # every rank polls (a collective under DDP)
@@ -237,11 +247,12 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     """
     run, ctx, pos = session.run, session.ctx, session.position
     data = replace(session.data, seed=run.seed + epoch)
-    loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
+    skip = pos.epoch_step if epoch == pos.epoch else 0
+    loader, restored = resumed_loader(data, ctx, pos.reader, epoch, skip, run.reread)
+    pos.reader = None  # used once, by the epoch it was saved in
     total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here
     if total == 0:
         raise no_full_batch(session)
-    skip = pos.epoch_step if epoch == pos.epoch else 0
     # The warm-up counts updates from the run's first (pos.step after the skipped batches), so a resumed
     # run continues it exactly.
     session.trainer.warmup = Warmup(warmup_steps(session.schedule.warmup_epochs, total), pos.step)
@@ -268,13 +279,19 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
             write_checkpoint(session, all_ranks(session, meter))
         return stopping or limit or done >= total
 
+    session.train_loader = loader
     try:
-        clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, print_freq=run.print_freq,
-                                after_step=after_step, after_skip=resume_rng, log=ctx.is_main)
+        clock = train_one_epoch(session.trainer, loader, meter, epoch=epoch, skip=skip, read_skipped=not restored,
+                                print_freq=run.print_freq, after_step=after_step, after_skip=resume_rng,
+                                log=ctx.is_main)
     except InputError as error:  # e.g. a corrupt image: keep the steps trained so far
+        session.train_loader = None  # DALI's state after a failed batch is not one to resume from
         raise save_progress(session, meter, pos.epoch_step - skip, error) from None
-    del loader  # free the epoch's pipeline before the next one is built
-    return pos.epoch_step >= total, stopped, meter, clock
+    finished = pos.epoch_step >= total
+    if finished:  # free the epoch's pipeline before validation (an unfinished one's state goes in end_epoch's checkpoint)
+        session.train_loader = None
+    del loader
+    return finished, stopped, meter, clock
 
 
 def end_epoch(session: Session, epoch: int, finished: bool, meter: Meter, clock: EpochClock,

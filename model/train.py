@@ -73,7 +73,7 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
         towers=int(options["towers"]) if options["towers"] else None, lrn=options["lrn"], pool=options["pool"],
         dropout=options["dropout"],
         overwrite=options.get("overwrite", False), given=tuple(options.get("given", ())),
-        accept_pca_change=options.get("accept_pca_change", False),
+        accept_pca_change=options.get("accept_pca_change", False), reread=options.get("resume_reread", False),
     )
     check_switches(data, run)
     if run.evaluate and run.resume is None:
@@ -139,6 +139,9 @@ POSITIVE = FiniteFloat(min=0.0, min_open=True)
               help="Raise the rate linearly from lr/W to lr over the first W = this x steps-per-epoch updates "
                    "(torchvision's name); 0: none.")
 @click.option("--resume", type=click.Path(), default=None, help="Checkpoint (or run folder) to continue from.")
+@click.option("--resume-reread", is_flag=True,
+              help="--resume mid-epoch: read the epoch's trained batches again and drop them, instead of restoring "
+                   "the DALI reader state the checkpoint stores (the same batches either way; restoring decodes nothing).")
 @click.option("-e", "--evaluate", is_flag=True, help="Evaluate --resume on the validation list and exit.")
 @click.option("--ten-crop", is_flag=True, help="Also report 10-crop validation error (§6).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seeds init, data order, augmentation, dropout.")

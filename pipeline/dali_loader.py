@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import torch
 
 from pipeline.config import DataConfig
-from pipeline.errors import InputError
+from pipeline.errors import InputError, ReaderStateRefused
 from pipeline.graphs import READER_NAME, build_pipeline
 from pipeline.shard_reader import list_folders, locate
 from pipeline.shards import Member, is_shard_list, read_member, shard_entry, split_entry, split_name
@@ -85,9 +85,15 @@ def corrupt_image_error(error: Exception, root: Path, entries: Sequence[tuple[st
 
 
 class DaliLoader:
-    """One shard of one split as an iterable of (images, labels) torch tensors, epoch after epoch."""
+    """One shard of one split as an iterable of (images, labels) torch tensors, epoch after epoch.
 
-    def __init__(self, cfg: DataConfig, split: str, shard_id: int, num_shards: int) -> None:
+    A training loader built with `checkpoint` (a string from `checkpoint()` of an earlier one of the same
+    configuration and shard) starts where that one was: the reader's position, the shuffle buffer and every
+    random operator restored, so it yields exactly the batches the earlier loader would have yielded next.
+    """
+
+    def __init__(self, cfg: DataConfig, split: str, shard_id: int, num_shards: int,
+                 checkpoint: str | None = None) -> None:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         self.split = split
@@ -111,7 +117,8 @@ class DaliLoader:
         else:
             policy = LastBatchPolicy.PARTIAL
         try:
-            pipe, names = build_pipeline(cfg, split, shard_id=shard_id, num_shards=num_shards, entries=entries)  # type: ignore[arg-type]
+            pipe, names = build_pipeline(cfg, split, shard_id=shard_id, num_shards=num_shards, entries=entries,  # type: ignore[arg-type]
+                                         checkpoint=checkpoint)
             pipe.build()
             # prepare_first_batch=False: nothing is decoded before the first iteration, so a corrupt
             # file surfaces inside __iter__, where it is turned into an InputError.
@@ -119,8 +126,19 @@ class DaliLoader:
                 pipe, list(names), reader_name=READER_NAME, last_batch_policy=policy,
                 auto_reset=True, prepare_first_batch=False,
             )
-        except RuntimeError as error:
-            raise InputError(f"{cfg.root}: could not build the DALI {split} pipeline: {str(error).splitlines()[0]}") from None
+        except (RuntimeError, ValueError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            if checkpoint is not None:
+                raise ReaderStateRefused(first) from None
+            if isinstance(error, ValueError):  # a bug, not the user's data
+                raise
+            raise InputError(f"{cfg.root}: could not build the DALI {split} pipeline: {first}") from None
+        self._tracked = split == "train"  # build_pipeline tracks the state of training pipelines only
+
+    def checkpoint(self) -> str | None:
+        """This loader's state after the batches it has yielded (DALI's iterator accounts for the batches it
+        has prefetched), for a later DaliLoader(checkpoint=...); None for validation loaders."""
+        return self._iterator.checkpoints()[0] if self._tracked else None
 
     def __len__(self) -> int:
         """Batches in the coming epoch (with "fill", it can be one less than ceil(n / b), see above)."""

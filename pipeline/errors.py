@@ -16,6 +16,11 @@ class InputError(Exception):
     """
 
 
+class ReaderStateRefused(Exception):
+    """DALI could not restore a training pipeline from a checkpoint's reader state (another DALI version or
+    graph); the caller falls back to reading the trained batches again. `str(error)`: DALI's first line."""
+
+
 def user_errors(func: F) -> F:
     """Decorate a click command so that an InputError ends in one line and exit code 1, no traceback."""
 

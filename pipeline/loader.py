@@ -60,6 +60,7 @@ def make_loader(
     *,
     shard_id: int = 0,
     num_shards: int = 1,
+    checkpoint: str | None = None,
 ):
     """Build the loader of one split for one shard.
 
@@ -68,13 +69,17 @@ def make_loader(
         split: "train" (shuffled, augmented), "val" (centre crop) or "ten_crop" (§6's ten views).
         shard_id, num_shards: this process's share (rank, world size). Validation covers every image
             exactly once across all shards.
+        checkpoint: a DALI training loader's `checkpoint()`: start where it was (pipeline.dali_loader).
+            The PIL baseline has none (its `checkpoint()` is None): its random draws come from each
+            DataLoader worker's stream, which only reading the batches again replays.
 
     Returns:
-        A loader with `__iter__` (one epoch of (images, labels)), `__len__` (batches per epoch) and
-        `num_images` (images per epoch for this shard).
+        A loader with `__iter__` (one epoch of (images, labels)), `__len__` (batches per epoch),
+        `num_images` (images per epoch for this shard) and `checkpoint()` (its state, or None).
 
     Raises:
         InputError: missing or bad file list, bad shard arguments, or (while iterating) a corrupt image.
+        ReaderStateRefused: DALI could not restore `checkpoint`.
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
@@ -84,7 +89,9 @@ def make_loader(
         raise InputError(f"batch size must be at least 1, got {cfg.batch_size}")
     check_config(cfg)
     if cfg.backend == "pil":
+        if checkpoint is not None:
+            raise ValueError("the PIL baseline cannot start from a DALI reader state")
         return PilLoader(cfg, split, shard_id=shard_id, num_shards=num_shards)
     if cfg.backend != "dali":
         raise InputError(f"unknown backend {cfg.backend!r}; expected 'dali' or 'pil'")
-    return DaliLoader(cfg, split, shard_id, num_shards)
+    return DaliLoader(cfg, split, shard_id, num_shards, checkpoint)

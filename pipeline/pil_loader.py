@@ -153,6 +153,11 @@ class PilLoader:
     def __len__(self) -> int:
         return self._len
 
+    def checkpoint(self) -> None:
+        """No reader state: the crops, flips and alphas come from each worker's torch stream (seeded at the
+        epoch's start), so a resumed epoch replays them only by drawing the trained batches again."""
+        return None
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         try:
             yield from self._batches()

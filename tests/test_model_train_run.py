@@ -41,7 +41,7 @@ def args(dataset, out: Path, *extra: str) -> list[str]:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_fresh(arguments: list[str]) -> str:
+def run_fresh(arguments: list[str]) -> subprocess.CompletedProcess:
     """A whole run in a fresh Python process, like every run it is compared with.
 
     (CPU kernels are deterministic for a given process state, but a run inside this long-lived pytest
@@ -50,7 +50,7 @@ def run_fresh(arguments: list[str]) -> str:
     result = subprocess.run([sys.executable, "-m", "model.train", *arguments], capture_output=True, text=True,
                             cwd=REPO, timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return result
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -124,8 +124,11 @@ def test_kill_9_mid_epoch_then_resume_reaches_the_same_weights(dataset, referenc
     assert process.returncode == -signal.SIGKILL
     survived = torch.load(out / "checkpoint.pth.tar", weights_only=True)  # never torn
     assert (survived["epoch"], survived["epoch_step"]) in ((1, 0), (1, 1))
-    run_fresh(args(dataset, out, "--resume", str(out)))
+    # the way before checkpoints stored DALI's reader state: read the trained batch again and drop it
+    resumed = run_fresh(args(dataset, out, "--resume", str(out), "--resume-reread"))
     assert_same_weights(final_weights(out), final_weights(reference))
+    if survived["epoch_step"] == 1:
+        assert "resuming epoch 1 at batch 1: reading the 1 trained batches again: --resume-reread" in resumed.stderr
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # the torn temp file was cleaned up
 
 
@@ -146,13 +149,16 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_0(dataset, reference, t
     assert (stopped["epoch"], stopped["epoch_step"], stopped["step"]) == (0, int(match.group(1)), int(match.group(1)))
     metrics = out / "metrics.jsonl"
     assert not metrics.exists() or not metrics.read_text()  # stopped before validating: no epoch line yet
-    run_fresh(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
-    assert_same_weights(final_weights(out), final_weights(reference))
+    assert stopped["reader"]["states"] and stopped["reader"]["epoch_step"] == int(match.group(1))
+    resumed = run_fresh(args(dataset, out, "--resume", str(out / "checkpoint.pth.tar")))
+    assert_same_weights(final_weights(out), final_weights(reference))  # the same batches, nothing decoded again
+    assert f"resuming epoch 0 at batch {match.group(1)}: restored DALI's reader state" in resumed.stderr
+    assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["reader"] is None  # written after an epoch
 
 
 def test_evaluate_prints_top1_and_top5_error(dataset, reference):
     output = run_fresh(args(dataset, reference, "-e", "--resume", str(reference / "model_best.pth.tar"),
-                                 "--ten-crop"))
+                                 "--ten-crop")).stdout
     lines = [line for line in output.splitlines() if "top-1 error" in line]
     assert len(lines) == 2 and "(centre, 3 images)" in lines[0] and "(10-crop, 3 images)" in lines[1]
     assert all("top-5 error 0.00 %" in line for line in lines)  # 3 classes: the label is always in the top 5

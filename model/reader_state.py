@@ -1,0 +1,75 @@
+"""Resuming mid-epoch without decoding the epoch's trained batches again: DALI's reader state in the checkpoint.
+
+A checkpoint written inside an epoch stores, for every rank, its training loader's `checkpoint()` (DALI's
+pipeline checkpoint: the reader's position, its shuffle buffer and every random operator's state, as the
+iterator left them after the batches trained). `--resume` builds that epoch's loader from it, and the
+first batch it yields is the first one not yet trained: the same batches, crops, flips and alphas as
+reading and dropping the trained ones (tests/test_model_reader_state.py), without decoding them.
+
+It falls back to reading the trained batches again, and says why, when the checkpoint has no state
+(the PIL baseline, which has none; a data error, after which DALI's state is not trusted; an older
+checkpoint), when this run would build another pipeline (another device or number of processes), when
+DALI refuses the state, or with --resume-reread. docs/pipeline.md, "Resuming mid-epoch", has the timings.
+"""
+from __future__ import annotations
+
+import sys
+
+from model import parallel
+from pipeline.config import DataConfig
+from pipeline.errors import ReaderStateRefused
+from pipeline.loader import make_loader
+
+
+def saved_state(local: str | None, states: list[str | None], epoch: int, epoch_step: int, device: str) -> dict | None:
+    """What a checkpoint stores: every rank's state (`states`, gathered), or None when one rank has none or
+    the epoch has not begun (nothing to skip)."""
+    if epoch_step == 0 or local is None or any(state is None for state in states):
+        return None
+    return {"epoch": epoch, "epoch_step": epoch_step, "device": device, "world_size": len(states), "states": states}
+
+
+def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, world_size: int,
+             reread: bool) -> str | None:
+    """Why this run cannot start epoch `epoch` at `epoch_step` from `saved`; None when it can."""
+    if reread:
+        return "--resume-reread"
+    if data.backend != "dali":
+        return "the PIL baseline replays its random draws only by drawing them again"
+    if saved is None:
+        return ("the checkpoint stores no DALI reader state (written by the PIL baseline, after a data error, "
+                "or before checkpoints stored it)")
+    if (saved["epoch"], saved["epoch_step"]) != (epoch, epoch_step):
+        return f"its reader state is of epoch {saved['epoch']} batch {saved['epoch_step']}"
+    if saved["world_size"] != world_size:
+        return f"its reader state is of {saved['world_size']} processes, this run has {world_size}"
+    if saved["device"] != data.device:
+        return f"its reader state is of a {saved['device']} pipeline, this run builds a {data.device} one"
+    return None
+
+
+def resumed_loader(data: DataConfig, ctx: parallel.ParallelContext, saved: dict | None, epoch: int, skip: int,
+                   reread: bool):
+    """The training loader of `epoch` for this rank, and whether it starts after the `skip` trained batches
+    (True: restored from `saved`; False: a fresh one, whose first `skip` batches the caller reads and drops).
+    With skip > 0 the main process says which, in one line."""
+    why = unusable(saved, epoch, skip, data, ctx.world_size, reread) if skip else "nothing to skip"
+    loader = None
+    if why is None:
+        try:
+            loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size,
+                                 checkpoint=saved["states"][ctx.rank])  # type: ignore[index]
+        except ReaderStateRefused as error:
+            why = f"DALI could not restore its reader state ({error})"
+    # Under DDP every rank must take the same way: one refusal makes all read again.
+    restored = parallel.min_over_ranks(int(loader is not None), ctx) == 1
+    if not restored:
+        loader = None
+        why = why or "another process could not restore its reader state"
+    if loader is None:
+        loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
+    if skip and ctx.is_main:
+        how = ("restored DALI's reader state: nothing decoded again" if restored
+               else f"reading the {skip} trained batches again: {why}")
+        print(f"resuming epoch {epoch} at batch {skip}: {how}", file=sys.stderr, flush=True)
+    return loader, restored

@@ -1,0 +1,101 @@
+"""Resuming mid-epoch from DALI's reader state (model/reader_state.py): a loader restored after k batches yields
+exactly the batches (images and labels) and the count that reading on would have, from files and from shards;
+when the state cannot be used the run reads the trained batches again and says why."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import parallel
+from model.reader_state import resumed_loader, saved_state, unusable
+from pipeline.config import DataConfig
+from pipeline.errors import ReaderStateRefused
+from pipeline.loader import make_loader
+from tests.conftest import write_image_tree, write_lists
+from tests.shard_data import prepared_shards
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, DataConfig]:
+    """The same kind of training set as files (12 a class, 3 classes) and as shards (4 tars of 9)."""
+    base = tmp_path_factory.mktemp("reader_state")
+    written = write_image_tree(base / "tree", {"train": 12, "val": 1}, seed=2)
+    lists = write_lists(base / "tree", written, base / "lists")
+    files = DataConfig(root=base / "tree", train_list=lists / "train.txt", val_list=lists / "val.txt", batch_size=4,
+                       device="cpu", device_id=None, num_threads=1, seed=7)
+    prepared_shards(base / "shards", train_tars=4, per_tar=9, val_tars=1)
+    shards = replace(files, root=base / "shards" / "wds", train_list=base / "shards" / "lists" / "train.txt",
+                     val_list=base / "shards" / "lists" / "val.txt")
+    return {"files": files, "shards": shards}
+
+
+def read_all(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(images.clone(), labels.clone()) for images, labels in batches]
+
+
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_a_restored_loader_gives_the_batches_reading_on_would(sources, source):
+    cfg = sources[source]
+    loader = make_loader(cfg, "train")
+    total = len(loader)
+    assert total == 9  # 36 images in batches of 4
+    batches = iter(loader)
+    first = read_all(next(batches) for _ in range(3))
+    state = loader.checkpoint()  # taken with batches prefetched past the third: DALI accounts for them
+    rest = read_all(batches)
+    assert len(first) + len(rest) == total
+    restored = make_loader(cfg, "train", checkpoint=state)
+    again = read_all(restored)
+    assert len(again) == total - 3
+    for (images, labels), (images2, labels2) in zip(rest, again):
+        assert torch.equal(labels, labels2) and torch.equal(images, images2)
+    # a fresh loader of the same seed reads the same epoch from its start: the state is what moved on
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(read_all(make_loader(cfg, "train")), first + rest))
+
+
+def test_validation_loaders_have_no_state_and_the_pil_baseline_none(sources):
+    cfg = sources["files"]
+    assert make_loader(cfg, "val").checkpoint() is None
+    assert make_loader(replace(cfg, backend="pil", num_threads=0), "train").checkpoint() is None
+
+
+def test_a_state_dali_cannot_read_is_refused_with_its_reason(sources):
+    with pytest.raises(ReaderStateRefused):
+        make_loader(sources["files"], "train", checkpoint="not a checkpoint")
+
+
+CTX = parallel.init_parallel("none", "cpu", None)
+
+
+def test_resumed_loader_falls_back_to_reading_and_says_why(sources, capsys):
+    cfg = sources["files"]
+    saved = saved_state("x", ["x"], epoch=2, epoch_step=3, device="cpu")
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
+    assert not restored and len(loader) == 9  # a fresh loader: the caller reads the 3 batches again
+    assert "resuming epoch 2 at batch 3: reading the 3 trained batches again: DALI could not restore" in capsys.readouterr().err
+    good = make_loader(cfg, "train")
+    batches = iter(good)
+    for _ in range(3):
+        next(batches)
+    saved = saved_state(good.checkpoint(), [good.checkpoint()], epoch=2, epoch_step=3, device="cpu")
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
+    assert restored and sum(1 for _ in loader) == 6
+    assert "restored DALI's reader state: nothing decoded again" in capsys.readouterr().err
+    _, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=True)
+    assert not restored and "again: --resume-reread" in capsys.readouterr().err
+
+
+def test_why_a_saved_state_is_not_used():
+    cfg = DataConfig(root=Path("r"), train_list=Path("t"), val_list=None, device="cpu")
+    saved = saved_state("s", ["s", "s"], epoch=1, epoch_step=5, device="cpu")
+    assert unusable(saved, 1, 5, cfg, 2, reread=False) is None
+    assert "2 processes, this run has 1" in unusable(saved, 1, 5, cfg, 1, reread=False)
+    assert "a cpu pipeline, this run builds a gpu one" in unusable(saved, 1, 5, replace(cfg, device="gpu"), 2, False)
+    assert "epoch 1 batch 5" in unusable(saved, 1, 6, cfg, 2, reread=False)
+    assert "PIL baseline" in unusable(saved, 1, 5, replace(cfg, backend="pil"), 2, reread=False)
+    assert "stores no DALI reader state" in unusable(None, 1, 5, cfg, 2, reread=False)
+    # nothing is stored at an epoch's start, nor when one rank has no state
+    assert saved_state("s", ["s"], 1, 0, "cpu") is None and saved_state("s", ["s", None], 1, 5, "cpu") is None
