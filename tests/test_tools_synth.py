@@ -5,9 +5,11 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from pipeline.errors import InputError
 from tools import make_bench_data, make_demo_data
 from tools.synth import sets
 from tools.synth.images import class_ids
@@ -60,10 +62,13 @@ def test_demo_classes_differ_in_content_not_only_colour(tmp_path):
     assert spread_within > 0.5 * np.linalg.norm(centres[0] - centres[1])
 
 
-def test_demo_cli_rejects_bad_class_count_in_one_line(tmp_path):
-    result = CliRunner().invoke(make_demo_data.main, [str(tmp_path), "--classes", "11"])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["Error: --classes 11: the demo set has 1 to 10 classes"]
+def test_demo_rejects_bad_class_counts(tmp_path):
+    for count in ("0", "1081"):
+        result = CliRunner().invoke(make_demo_data.main, [str(tmp_path), "--classes", count])
+        assert result.exit_code == 2
+        assert f"Invalid value for '--classes': {count} is not in the range 1<=x<=1080" in result.output
+    with pytest.raises(InputError, match="--classes 1081: the demo set has 1 to 1080 classes"):
+        sets.make_demo_data(tmp_path, classes=1081)
 
 
 def test_bench_layout_sizes_and_weight(tmp_path):
@@ -99,3 +104,19 @@ def test_bench_cli_reports_average_and_rejects_bad_quality(tmp_path):
     assert "2 images" in result.output and "KB on average" in result.output
     result = CliRunner().invoke(make_bench_data.main, [str(tmp_path), "--count", "2", "--quality", "0"])
     assert result.exit_code == 1 and result.output.strip() == "Error: --quality 0: a JPEG quality is 1-100"
+
+
+def test_more_than_ten_classes_are_distinct_triples_in_label_order(tmp_path):
+    """--classes 1000 (ImageNet's count): every class its own (shape, pattern, hue); folder names sort in label
+    order, as prepare numbers them; a class's images carry its hue."""
+    from tools.synth.images import MAX_CLASSES, class_spec
+
+    ids = class_ids(1000)
+    assert len(set(ids)) == 1000 and sorted(ids) == ids
+    assert len({class_spec(i, 1000) for i in range(1000)}) == 1000
+    assert class_ids(10) == class_ids()  # the demo's ten classes are unchanged
+    sets.make_demo_data(tmp_path, classes=92, train_per_class=1, val_per_class=0, seed=0)
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == class_ids(92)
+    # classes 0 and 90: the same shape and pattern, hue bins 0 and 1
+    assert class_spec(0, 92)[:2] == class_spec(90, 92)[:2] and class_spec(0, 92)[2] != class_spec(90, 92)[2]
+    assert MAX_CLASSES == 1080

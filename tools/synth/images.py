@@ -44,9 +44,31 @@ PATTERN_SCALE = {"hstripes": 1.0, "checker": 0.6, "dots": 1.0, "vstripes": 1.5, 
                  "diagonal": 0.7, "noise": 1.0, "solid": 1.0}
 
 
-def class_ids() -> list[str]:
-    """Folder names of the demo classes, in label order (sorted order equals label order)."""
-    return [f"s{index}_{shape}_{pattern}" for index, (shape, pattern) in enumerate(DEMO_CLASSES)]
+# Beyond ten classes (up to MAX_CLASSES, ImageNet's 1000 and more): a class is a (shape, pattern, hue) triple,
+# every shape with every pattern (10 x 9 = 90 pairs) in each of HUE_BINS hues. Its folder is
+# "s<index, 4 digits>_<shape>_<pattern>_h<hue bin>", so that sorted order stays label order.
+SHAPES = tuple(dict.fromkeys(shape for shape, _ in DEMO_CLASSES))
+PATTERNS = tuple(PATTERN_SCALE)
+PAIRS = tuple((shape, pattern) for shape in SHAPES for pattern in PATTERNS)
+HUE_BINS = 12
+MAX_CLASSES = len(PAIRS) * HUE_BINS
+
+
+def class_spec(class_index: int, classes: int) -> tuple[str, str, float]:
+    """(shape, pattern, typical hue in turns) of class `class_index` of a `classes`-class set: the ten demo
+    classes (hue index / 10) for up to ten, else PAIRS[index % 90] in hue bin index // 90 of HUE_BINS."""
+    if classes <= len(DEMO_CLASSES):
+        return (*DEMO_CLASSES[class_index], class_index / len(DEMO_CLASSES))
+    shape, pattern = PAIRS[class_index % len(PAIRS)]
+    return shape, pattern, (class_index // len(PAIRS)) / HUE_BINS
+
+
+def class_ids(classes: int = len(DEMO_CLASSES)) -> list[str]:
+    """Folder names of a `classes`-class set, in label order (sorted order equals label order)."""
+    if classes <= len(DEMO_CLASSES):
+        return [f"s{index}_{shape}_{pattern}" for index, (shape, pattern) in enumerate(DEMO_CLASSES)][:classes]
+    specs = [class_spec(index, classes) for index in range(classes)]
+    return [f"s{index:04d}_{shape}_{pattern}_h{round(hue * HUE_BINS)}" for index, (shape, pattern, hue) in enumerate(specs)]
 
 
 def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int = 6,
@@ -157,29 +179,30 @@ def fill_pattern(pattern: str, rng: np.random.Generator, u: np.ndarray, v: np.nd
     raise ValueError(f"unknown pattern {pattern!r}")
 
 
-def class_colour(rng: np.random.Generator, class_index: int) -> np.ndarray:
-    """The pattern's main colour: a hue typical of the class (class_index / 10 turns of the colour wheel,
+def class_colour(rng: np.random.Generator, typical_hue: float) -> np.ndarray:
+    """The pattern's main colour: a hue typical of the class (`typical_hue` turns of the colour wheel: class_spec,
     jittered by N(0, DEMO_HUE_JITTER)), random saturation and brightness. Neighbouring classes' hues
     overlap, grayscale images lose the cue entirely, and the other colour of the pattern is random: colour
     helps the short demo training get going, shape and pattern are needed to finish it."""
-    hue = (class_index / len(DEMO_CLASSES) + rng.normal(0, DEMO_HUE_JITTER)) % 1.0
+    hue = (typical_hue + rng.normal(0, DEMO_HUE_JITTER)) % 1.0
     saturation, value = rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)
     rgb = Image.new("HSV", (1, 1), (int(hue * 255), int(saturation * 255), int(value * 255))).convert("RGB")
     return np.array(rgb.getpixel((0, 0)), dtype=np.float32)
 
 
-def demo_image(rng: np.random.Generator, class_index: int, grayscale: bool = False) -> Image.Image:
-    """One demo image of class `class_index`: its shape and pattern, random everything else.
+def demo_image(rng: np.random.Generator, class_index: int, grayscale: bool = False,
+               classes: int = len(DEMO_CLASSES)) -> Image.Image:
+    """One demo image of class `class_index`: its shape, pattern and hue, random everything else.
 
     Args:
         rng: the image's own generator (deterministic output for a given state).
-        class_index: index into DEMO_CLASSES.
+        class_index: the class (class_spec) of a set of `classes` classes.
         grayscale: return an "L" image (ImageNet has some; the pipeline must convert them).
 
     Returns:
         A PIL image, 300-700 px on each side.
     """
-    shape, pattern = DEMO_CLASSES[class_index]
+    shape, pattern, hue = class_spec(class_index, classes)
     width, height = (int(x) for x in rng.integers(300, 701, size=2))
     image = textured_background(rng, height, width, DEMO_BACKGROUND_CONTRAST)
     short = min(width, height)
@@ -194,7 +217,7 @@ def demo_image(rng: np.random.Generator, class_index: int, grayscale: bool = Fal
     mask = shape_mask(shape, u, v, radius)
     # Pattern coordinates are not rotated with the object so stripes keep their direction (a cue).
     fill = fill_pattern(pattern, rng, dx, dy, radius)
-    fore = class_colour(rng, class_index)
+    fore = class_colour(rng, hue)
     back = rng.uniform(0, 255, size=3).astype(np.float32)
     # Keep the two pattern colours apart so the pattern stays visible after JPEG and lighting.
     while np.abs(fore - back).sum() < 180:

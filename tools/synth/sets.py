@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from tools.shared.jobs import run_jobs
-from tools.synth.images import DEMO_CLASSES, class_ids, demo_image, photo_like_image, save_jpeg
+from tools.synth.images import DEMO_CLASSES, MAX_CLASSES, class_ids, demo_image, photo_like_image, save_jpeg
 
 JPEG_QUALITY = 90
 # Images sent to a worker at once: a few, since each takes tens of ms to draw.
@@ -27,11 +27,11 @@ SPLITS = ("train", "val")
 
 
 def _write_demo_image(job: tuple) -> int:
-    """Draw and save one image; `job` = (path, seed, split index, class index, image index)."""
-    path, seed, split_index, class_index, image_index = job
+    """Draw and save one image; `job` = (path, seed, split index, class index, image index, classes)."""
+    path, seed, split_index, class_index, image_index, classes = job
     rng = np.random.default_rng([seed, split_index, class_index, image_index])
     grayscale = (image_index + 7 * class_index) % GRAYSCALE_EVERY == 0
-    return save_jpeg(demo_image(rng, class_index, grayscale), path, JPEG_QUALITY)
+    return save_jpeg(demo_image(rng, class_index, grayscale, classes), path, JPEG_QUALITY)
 
 
 def make_demo_data(out: Path, classes: int = len(DEMO_CLASSES), train_per_class: int = DEFAULT_TRAIN_PER_CLASS,
@@ -40,7 +40,8 @@ def make_demo_data(out: Path, classes: int = len(DEMO_CLASSES), train_per_class:
 
     Args:
         out: destination folder; train/ and val/ are created inside (existing files are overwritten).
-        classes: how many of the ten classes, taken in order.
+        classes: up to ten: the first of the ten demo classes; more (up to MAX_CLASSES, e.g. 1000 to check
+            what ImageNet's class count does to training): (shape, pattern, hue) classes (tools/synth/images.py).
         train_per_class, val_per_class: images per class in each split.
         seed: the set's seed; train and val images come from disjoint generator streams.
         workers: processes drawing images (the output does not depend on it).
@@ -49,23 +50,23 @@ def make_demo_data(out: Path, classes: int = len(DEMO_CLASSES), train_per_class:
         Images written per split.
 
     Raises:
-        InputError: a class count outside 1..10, a negative image count, or an unwritable folder.
+        InputError: a class count outside 1..MAX_CLASSES, a negative image count, or an unwritable folder.
     """
-    if not 1 <= classes <= len(DEMO_CLASSES):
-        raise InputError(f"--classes {classes}: the demo set has 1 to {len(DEMO_CLASSES)} classes")
+    if not 1 <= classes <= MAX_CLASSES:
+        raise InputError(f"--classes {classes}: the demo set has 1 to {MAX_CLASSES} classes")
     if train_per_class < 1 or val_per_class < 0:
         raise InputError("--train-per-class must be >= 1 and --val-per-class >= 0")
     counts = {"train": train_per_class, "val": val_per_class}
     jobs = []
     for split_index, split in enumerate(SPLITS):
-        for class_index, class_id in enumerate(class_ids()[:classes]):
+        for class_index, class_id in enumerate(class_ids(classes)):
             folder = Path(out) / split / class_id
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise InputError(f"{folder}: cannot create the folder ({error.strerror}); pick another DIR") from None
             for i in range(counts[split]):
-                jobs.append((str(folder / f"{class_id}_{i}.JPEG"), seed, split_index, class_index, i))
+                jobs.append((str(folder / f"{class_id}_{i}.JPEG"), seed, split_index, class_index, i, classes))
     run_jobs(_write_demo_image, jobs, workers, "make-demo-data", "images", CHUNK)
     return {split: counts[split] * classes for split in SPLITS}
 
