@@ -266,8 +266,9 @@ def test_torchrun_ddp_trains_and_validates_each_image_once(ddp_run, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_ddp_resume_mid_epoch_gives_the_same_weights(ddp_run, tmp_path):
-    """Dropout on, 2 ranks: each rank draws its own masks, the checkpoint keeps every rank's generators, and
-    a run stopped after 2 of 4 steps and resumed ends with the weights of the run that never stopped."""
+    """Dropout on, 2 ranks: each rank draws its own masks, the checkpoint keeps every rank's generators and DALI
+    reader state, and a run stopped after 2 of 4 steps and resumed ends with the weights of the run that never
+    stopped."""
     whole, parts = ddp_run.whole, tmp_path / "parts"
     for args in (["--out", str(parts), "--max-steps", "2"],
                  ["--out", str(parts), "--resume", str(parts / "checkpoint.pth.tar")]):
@@ -279,6 +280,10 @@ def test_torchrun_ddp_resume_mid_epoch_gives_the_same_weights(ddp_run, tmp_path)
             first, second = stopped["rng_ranks"]
             assert not torch.equal(first["torch"], second["torch"])  # the ranks' dropout streams differ
             assert torch.equal(stopped["rng"]["torch"], first["torch"])
+            reader = stopped["reader"]  # each rank's DALI state: its own shard, so not the same
+            assert reader["world_size"] == 2 and reader["states"][0] != reader["states"][1]
+        else:  # both ranks restored their reader state (the main process says so)
+            assert "resuming epoch 0 at batch 2: restored DALI's reader state" in result.stderr, result.stderr[-3000:]
     expected = torch.load(whole / "checkpoint.pth.tar", weights_only=True)
     resumed = torch.load(parts / "checkpoint.pth.tar", weights_only=True)
     assert (resumed["epoch"], resumed["step"]) == (expected["epoch"], expected["step"]) == (1, 4)
