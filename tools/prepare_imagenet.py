@@ -107,6 +107,11 @@ def main(root: Path, out: Path, resize: int | None, resized_root: Path | None, *
 def _echo_shards(shards: dict) -> None:
     """What prepare says of a shard folder beyond a tree's report (tools/prepare/shards.py)."""
     click.echo(f"webdataset shards: {shards['read']} read, index files in {shards['index_folder']}")
+    as_is = shards.get("listed_as_is", {})
+    if as_is.get("count"):
+        reasons = "; ".join(f"{why} {n}" for why, n in as_is["by_reason"].items())
+        click.echo(f"listed as they are: {as_is['count']} samples a file tree would re-encode ({reasons}); DALI "
+                   "decodes them, each is named in summary.json shards.listed_as_is (--on-bad reject drops them)")
     for cut in shards["truncated"]:
         click.echo(f"truncated shard {cut['shard']}: {cut['samples_listed']} samples readable before the cut "
                    f"({cut['why']}); download it again", err=True)

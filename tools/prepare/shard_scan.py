@@ -23,15 +23,23 @@ BLOCK = 512
 # Labels of more digits than this are refused (the DALI graph parses up to 8; ImageNet-21k needs 5).
 MAX_LABEL_DIGITS = 7
 _WNID = re.compile(r"^(n\d{8})_")
+# What a file tree would re-encode (tools/prepare/check.py "fix") but DALI decodes as it is, on the CPU (measured:
+# docs/prepare.md, "Checks and bad files") and through nvImageCodec's CPU fallback on the GPU: in a shard, which
+# cannot be re-encoded in place, such a sample is listed as it is (and named in summary.json); the PIL paths
+# convert it by the same rule (pipeline/pil_image.py). ImageNet has ~2 % grayscale JPEGs: rejecting them would
+# drop ~25,000 training images of a hub download. `--on-bad reject` rejects them as for files.
+DECODES_AS_IS = ("grayscale JPEG", "CMYK JPEG", "PNG data, not JPEG", "BMP data, not JPEG")
 
 
 class _TarScan:
     """The running account of one tar (see scan_tar)."""
 
-    def __init__(self, rel: str, check: str, min_side: int, max_pixels: int, max_aspect: float) -> None:
+    def __init__(self, rel: str, check: str, min_side: int, max_pixels: int, max_aspect: float,
+                 on_bad: str = "repair") -> None:
         self.rel, self.check, self.min_side, self.max_pixels = rel, check, min_side, max_pixels
-        self.max_aspect = max_aspect
+        self.max_aspect, self.on_bad = max_aspect, on_bad
         self.samples: list[tuple[str, int, int, int]] = []  # (key, label, width, height), tar order
+        self.as_is: list[tuple[str, str]] = []  # (where, why) of listed samples a file tree would re-encode
         self.index: list[list[Member]] = []
         self.rejected: list[tuple[str, str]] = []
         self.ignored: list[tuple[str, str]] = []
@@ -78,8 +86,12 @@ class _TarScan:
             return f"label {label} has more than {MAX_LABEL_DIGITS} digits", 0, (0, 0)
         status, reason, width, height = check_file(io.BytesIO(parts["jpg"][1]), self.check, self.min_side,
                                                    self.max_pixels, self.max_aspect)
-        if status == "fix":  # a shard is read as it is: nothing can be repaired in place
-            return f"{reason} (needs re-encoding; shards are read as they are)", label, (width, height)
+        if status == "fix" and reason in DECODES_AS_IS and self.on_bad == "repair":
+            self.as_is.append((self.where(key), reason))
+        elif status == "fix":  # a shard is read as it is: nothing can be repaired in place
+            why = ("--on-bad reject" if reason in DECODES_AS_IS
+                   else "DALI does not decode it, and shards are read as they are")
+            return f"{reason} ({why})", label, (width, height)
         if status == "reject":
             return reason, label, (width, height)
         return "", label, (width, height)
@@ -176,19 +188,20 @@ def scan_tar(job: tuple) -> dict:
     """Read one tar (see the module docstring) and write the index of its accepted samples.
 
     Args:
-        job: (root, tar path relative to root, lists folder, check, min_side, max_pixels, max_aspect).
+        job: (root, tar path relative to root, lists folder, check, min_side, max_pixels, max_aspect, on_bad).
 
     Returns:
-        samples (key, label, width, height), rejected and ignored (where, why), classes {label: (wnid, name)},
-        members (found, listed, rejected, ignored), truncated ("" or why the tar ends early).
+        samples (key, label, width, height), rejected and ignored (where, why), as_is (where, why: listed
+        though a file tree would re-encode it), classes {label: (wnid, name)}, members (found, listed,
+        rejected, ignored), truncated ("" or why the tar ends early).
     """
-    root, rel, out, check, min_side, max_pixels, max_aspect = job
+    root, rel, out, check, min_side, max_pixels, max_aspect, on_bad = job
     path = Path(root) / rel
-    scan = _TarScan(rel, check, min_side, max_pixels, max_aspect)
+    scan = _TarScan(rel, check, min_side, max_pixels, max_aspect, on_bad)
     try:
         end, stopped = _read_members(_fast_walk(path), scan)
     except Unsupported:  # a header type the fast walk leaves to tarfile: read the whole tar again with it
-        scan = _TarScan(rel, check, min_side, max_pixels, max_aspect)
+        scan = _TarScan(rel, check, min_side, max_pixels, max_aspect, on_bad)
         end, stopped = _read_members(_tarfile_walk(path), scan)
     if not stopped and scan.members["found"] and not _ends_properly(path, end):
         stopped = "no end-of-archive block after the last member"
@@ -198,5 +211,5 @@ def scan_tar(job: tuple) -> dict:
         scan.rejected.append((rel, f"truncated shard ({stopped}): {len(scan.samples)} samples readable before "
                                    "the cut are listed; download it again"))
     write_atomic(index_path(Path(out), rel), format_index(scan.index))
-    return {"samples": scan.samples, "rejected": scan.rejected, "ignored": scan.ignored,
+    return {"samples": scan.samples, "rejected": scan.rejected, "ignored": scan.ignored, "as_is": scan.as_is,
             "classes": scan.classes, "members": scan.members, "truncated": stopped}

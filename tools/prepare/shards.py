@@ -9,6 +9,8 @@ summary.json as for a file tree.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import os
 import re
 import time
@@ -94,7 +96,7 @@ def prepare_shards(options, extra_rejected: list = (), extra_ignored: list = (),
     if not tars:
         raise InputError(f"{root}: no train or validation shards (<name>-train-NNNN.tar)")
     jobs = [(str(root), rel, str(out), options.check, options.min_side, options.max_pixels,
-             options.max_aspect) for rel, _ in tars]
+             options.max_aspect, options.on_bad) for rel, _ in tars]
     results = run_jobs(scan_tar, jobs, min(workers, len(jobs)), f"shards ({options.check})", unit="shards",
                        chunksize=1, name="prepare")
     check_s = time.perf_counter() - start
@@ -133,6 +135,10 @@ def _report(options, tars: list, results: list[dict], ignored: list, rejected: l
                                                            "samples_listed": len(r["samples"])}
                                                           for (rel, _), r in zip(tars, results) if r["truncated"]],
                          "index_folder": str(out / "index")}
+    # Listed as they are though a file tree would re-encode them (tools/prepare/shard_scan.py DECODES_AS_IS).
+    as_is = [{"sample": where, "reason": why} for result in results for where, why in result["as_is"]]
+    summary["shards"]["listed_as_is"] = {"count": len(as_is), "by_reason": dict(Counter(r["reason"] for r in as_is)),
+                                         "samples": as_is}
     written = [write_rejected(out, rejected), write_ignored(out, ignored)]
     written += write_lists(out, rows, classes, ("train", "val")) + [write_summary(out, summary)]
     summary["written"] = [str(path) for path in written]
