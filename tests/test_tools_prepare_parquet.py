@@ -88,6 +88,31 @@ def test_rows_without_a_label_in_a_labelled_split(tmp_path: Path) -> None:
     ignored = read_report(tmp_path / "out" / "ignored.tsv")
     assert ignored["train-00000-of-00001.parquet:row1"] == "label -1 (no label)"
     assert ignored["train-00000-of-00001.parquet:row2"] == "no image bytes"
+    # a second run keeps the shard and reports the rows it skipped again; the record of them is not a file to list
+    shard = tmp_path / "out" / "shards" / "hub-train-00000.tar"
+    stamp = shard.stat().st_mtime_ns
+    for _ in range(2):
+        result = run(tmp_path / "hub", tmp_path / "out")
+        assert result.exit_code == 0, result.output
+        again = read_report(tmp_path / "out" / "ignored.tsv")
+        assert again == ignored, again
+        # a shard without its record (killed between the two writes) is converted again
+        (tmp_path / "out" / "shards" / ".hub-train-00000.skipped.tsv").unlink()
+    assert shard.stat().st_mtime_ns != stamp
+
+
+def test_a_full_disk_or_quota_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from tools.prepare import parquet
+
+    hub(tmp_path / "hub")
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        def full(path, samples, code=code):
+            raise OSError(code, "no space")
+        monkeypatch.setattr(parquet, "write_shard", full)
+        result = run(tmp_path / "hub", tmp_path / "out")
+        assert result.exit_code == 1 and "disk full; free some space and run again" in result.output, result.output
 
 
 def test_without_pyarrow_the_error_names_the_extra(tmp_path: Path, monkeypatch) -> None:

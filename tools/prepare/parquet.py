@@ -15,13 +15,25 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from pipeline.atomic import write_atomic
 from pipeline.errors import InputError
 from pipeline.writable import writable_folder
+from tools.prepare.reencode import NO_SPACE
 from tools.prepare.shards import _files, prepare_shards
 from tools.shared.shard_writer import write_shard
 
 PARQUET_NAME = re.compile(r"^(?P<split>train|validation|test)-(?P<number>\d+)-of-\d+\.parquet$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# Beside each shard, the rows its conversion skipped (file:row, why), so a later run that keeps the shard
+# reports them again; a shard without it (a kill between the two writes) is converted again.
+
+
+def skipped_path(shard: Path) -> Path:
+    return shard.with_name(f".{shard.stem}.skipped.tsv")
+
+
+def _read_skipped(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines() if line]  # type: ignore[misc]
 
 
 def looks_like_parquet(root: Path) -> bool:
@@ -90,15 +102,17 @@ def convert(root: Path, shards: Path) -> tuple[list, list]:
         raise InputError(f"{root}: no train or validation parquet files (train-00000-of-00294.parquet)")
     start = time.perf_counter()
     for done, (rel, target) in enumerate(todo, start=1):
-        if target.is_file():
+        if target.is_file() and skipped_path(target).is_file():
+            ignored += _read_skipped(skipped_path(target))
             print(f"\rparquet: {done}/{len(todo)} files ({target.name} kept from an earlier run)", end="",
                   file=sys.stderr)
             continue
         skipped: list = []
         try:
             write_shard(target, _samples(pq, root / rel, skipped))
+            write_atomic(skipped_path(target), "".join(f"{where}\t{why}\n" for where, why in skipped))
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-            if isinstance(error, OSError) and error.errno == 28:
+            if isinstance(error, OSError) and error.errno in NO_SPACE:
                 raise InputError(f"{shards}: disk full; free some space and run again (finished shards are "
                                  "kept)") from None
             rejected.append((rel, f"cannot read the parquet file ({str(error).splitlines()[0][:120]}); a "

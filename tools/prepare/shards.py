@@ -85,6 +85,9 @@ def prepare_shards(options, extra_rejected: list = (), extra_ignored: list = (),
     tars, ignored = [], list(extra_ignored)
     for rel in files:
         match = SHARD_NAME.match(rel.rsplit("/", 1)[-1])
+        name = rel.rsplit("/", 1)[-1]
+        if layout == "parquet" and name.startswith(".") and name.endswith(".skipped.tsv"):
+            continue  # the conversion's own record of skipped rows (tools/prepare/parquet.py), reported from it
         if rel.rsplit("/", 1)[-1].startswith("."):
             ignored.append((rel, "hidden file"))
         elif match and SPLIT_OF[match["split"]] == "test":
