@@ -77,6 +77,24 @@ def test_resize_stores_the_shorter_side(tmp_path: Path) -> None:
                 assert min(image.size) == 64
 
 
+def test_resize_gives_the_same_bytes_from_a_copy_of_the_tree(tmp_path: Path) -> None:
+    """prepare's copies record their source's size and mtime; pack's do not: a copy of the tree (new mtimes)
+    packs to the same shards, byte for byte."""
+    import os
+    import shutil
+
+    root, lists = tree(tmp_path)
+    first = pack(lists, root, tmp_path / "a", "--resize", "64")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    for path in copy.rglob("*.JPEG"):
+        os.utime(path, ns=(1, 1))
+    assert pack(lists, copy, tmp_path / "b", "--resize", "64")["shards"] == first["shards"]
+    with tarfile.open(tmp_path / "a" / "imagenet1k-train-0000.tar") as tar:
+        data = tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith(".jpg"))).read()
+    assert b"size=" not in data and b"mtime_ns=" not in data
+
+
 def test_keys_stay_unique_when_a_suffixed_key_is_already_taken():
     """train/c0/x_2, train/c1/x, train/c2/x: the third x must not take x_2, which the first file holds."""
     from tools.packing.shards import _keys

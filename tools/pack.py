@@ -18,7 +18,7 @@ from pipeline.atomic import write_atomic
 from pipeline.errors import InputError, user_errors
 from pipeline.processes import usable_cpus
 from tools.packing.shards import pack_shard, plan
-from tools.prepare.reencode import write_jpeg
+from tools.prepare.reencode import encode
 from tools.shared.jobs import run_jobs
 
 SETTINGS = ".pack-settings.json"
@@ -41,7 +41,9 @@ def main(lists: Path, root: Path, out: Path, seed: int, shard_size: int, resize:
         raise InputError(f"--root {root}: no such folder")
     settings = {"lists": str(lists.resolve()), "seed": seed, "shard_size": shard_size, "resize": resize,
                 "quality": quality if resize else None}
-    resizer = partial(write_jpeg, quality=quality, shorter=resize) if resize else None  # prepare's own resize
+    # prepare's own resize, without the source's size and mtime that prepare's copies record (a copy of the tree
+    # has other mtimes): the same seed gives the same shards, byte for byte, from any copy of the tree
+    resizer = partial(encode, copy_ok=True, quality=quality, shorter=resize, stamp=None) if resize else None
     jobs = plan(lists, root, out, seed, shard_size, resizer)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / SETTINGS

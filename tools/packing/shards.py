@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import re
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pipeline.atomic import write_atomic
 from pipeline.errors import InputError
@@ -44,15 +44,19 @@ def _keys(entries: list[tuple[str, int]]) -> list[str]:
 
 
 def _image(root: str, rel: str, resize) -> bytes:
-    """The file's bytes, or `resize`'s copy of it: prepare's re-encoder (tools/prepare/reencode.write_jpeg with
-    its quality and shorter side bound), a function of (source, destination, copy_ok)."""
+    """The file's bytes, or `resize`'s copy of it: prepare's re-encoder (tools/prepare/reencode.encode with its
+    quality and shorter side bound, no stamp), a function of the source path."""
     if resize is None:
         return Path(root, rel).read_bytes()
-    with tempfile.TemporaryDirectory(prefix="pack-") as folder:
-        outcome, message = resize((os.path.join(root, rel), os.path.join(folder, "x.JPEG"), True))
-        if outcome not in ("done", "kept"):
-            raise InputError(f"{Path(root) / rel}: {message}; run `imagenet-tools prepare --check decode` first")
-        return Path(folder, "x.JPEG").read_bytes()
+    try:
+        return resize(os.path.join(root, rel))
+    except OSError as error:
+        if not isinstance(error, Image.UnidentifiedImageError):
+            raise InputError(f"{Path(root) / rel}: cannot read ({error.strerror or error})") from None
+        raise InputError(f"{Path(root) / rel}: not an image; run `imagenet-tools prepare --check decode` first") from None
+    except Exception as error:  # a decoder error of any type means this image cannot be used
+        raise InputError(f"{Path(root) / rel}: does not decode ({str(error)[:120]}); run "
+                         "`imagenet-tools prepare --check decode` first") from None
 
 
 def _write_index(shard: Path) -> None:

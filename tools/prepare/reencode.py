@@ -70,22 +70,25 @@ def _with_comment(jpeg: bytes, comment: bytes) -> bytes:
     return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
 
 
-def encode(src: str, copy_ok: bool, quality: int, shorter: int | None, stamp: bytes) -> bytes:
-    """The bytes of the upright RGB JPEG copy of `src` (see write_jpeg), stamped with `stamp`."""
+def encode(src: str, copy_ok: bool, quality: int, shorter: int | None, stamp: bytes | None) -> bytes:
+    """The bytes of the upright RGB JPEG copy of `src` (see write_jpeg), stamped with `stamp` (None: no stamp,
+    so the bytes depend on the source's content only: `pack --resize`)."""
     with our_size_limit(), Image.open(src) as image:
         turn = orientation(image)
         upright = image.size[::-1] if turn in QUARTER_TURNS else image.size
         size = resized_size(*upright, shorter) if shorter else upright
         if copy_ok and turn == 1 and size == image.size:
             with open(src, "rb") as handle:
-                return _with_comment(handle.read(), stamp)
+                data = handle.read()
+            return _with_comment(data, stamp) if stamp is not None else data
         if image.format == "JPEG":  # decode at 1/2, 1/4, 1/8 scale when that is still >= size
             image.draft("RGB", size[::-1] if turn in QUARTER_TURNS else size)
         rgb = upright_rgb(image)
         if rgb.size != size:
             rgb = rgb.resize(size, Image.Resampling.LANCZOS)  # antialiased downsampling
         buffer = io.BytesIO()
-        rgb.save(buffer, "JPEG", quality=quality, comment=stamp)  # no EXIF: nothing left to rotate
+        stamped = {"comment": stamp} if stamp is not None else {}
+        rgb.save(buffer, "JPEG", quality=quality, **stamped)  # no EXIF: nothing left to rotate
         return buffer.getvalue()
 
 
