@@ -99,3 +99,14 @@ def test_why_a_saved_state_is_not_used():
     assert "stores no DALI reader state" in unusable(None, 1, 5, cfg, 2, reread=False)
     # nothing is stored at an epoch's start, nor when one rank has no state
     assert saved_state("s", ["s"], 1, 0, "cpu") is None and saved_state("s", ["s", None], 1, 5, "cpu") is None
+
+
+def test_a_state_taken_at_the_epochs_end_gives_an_empty_rest(sources):
+    """A stop on the epoch's last batch stores the state after it: the resumed epoch has nothing left to read."""
+    cfg = sources["files"]
+    loader = make_loader(cfg, "train")
+    batches = iter(loader)
+    for _ in range(len(loader)):
+        next(batches)
+    restored = make_loader(cfg, "train", checkpoint=loader.checkpoint())
+    assert read_all(restored) == []
