@@ -8,12 +8,18 @@ reading and dropping the trained ones (tests/test_model_reader_state.py), withou
 
 It falls back to reading the trained batches again, and says why, when the checkpoint has no state
 (the PIL baseline, which has none; a data error, after which DALI's state is not trusted; an older
-checkpoint), when this run would build another pipeline (another device or number of processes), when
-DALI refuses the state, or with --resume-reread. docs/pipeline.md, "Resuming mid-epoch", has the timings.
+checkpoint), when this run would build another pipeline (another device or number of processes, another
+training list: DALI would restore the old list's position and epoch length without a word), when DALI
+refuses the state or the restored loader has not the batches left that the epoch needs, or with
+--resume-reread. docs/pipeline.md, "Resuming mid-epoch", has the timings.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import sys
+from pathlib import Path
 
 from model import parallel
 from pipeline.config import DataConfig
@@ -21,12 +27,26 @@ from pipeline.errors import ReaderStateRefused
 from pipeline.loader import make_loader
 
 
-def saved_state(local: str | None, states: list[str | None], epoch: int, epoch_step: int, device: str) -> dict | None:
+def list_digest(path: Path | None) -> str:
+    """sha256 of a training list's bytes ("" without one), computed once per version of the file."""
+    if path is None:
+        return ""
+    info = os.stat(path)
+    return _digest(str(path), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def saved_state(local: str | None, states: list[str | None], epoch: int, epoch_step: int, data: DataConfig) -> dict | None:
     """What a checkpoint stores: every rank's state (`states`, gathered), or None when one rank has none or
     the epoch has not begun (nothing to skip)."""
     if epoch_step == 0 or local is None or any(state is None for state in states):
         return None
-    return {"epoch": epoch, "epoch_step": epoch_step, "device": device, "world_size": len(states), "states": states}
+    return {"epoch": epoch, "epoch_step": epoch_step, "device": data.device, "world_size": len(states),
+            "train_list_sha256": list_digest(data.train_list), "states": states}
 
 
 def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, world_size: int,
@@ -45,6 +65,8 @@ def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, 
         return f"its reader state is of {saved['world_size']} processes, this run has {world_size}"
     if saved["device"] != data.device:
         return f"its reader state is of a {saved['device']} pipeline, this run builds a {data.device} one"
+    if saved.get("train_list_sha256") != list_digest(data.train_list):
+        return f"its reader state is of another training list than {data.train_list} (its content has changed)"
     return None
 
 
@@ -61,6 +83,10 @@ def resumed_loader(data: DataConfig, ctx: parallel.ParallelContext, saved: dict 
                                  checkpoint=saved["states"][ctx.rank])  # type: ignore[index]
         except ReaderStateRefused as error:
             why = f"DALI could not restore its reader state ({error})"
+    left = loader.batches_left() if loader is not None else None
+    if left is not None and left != len(loader) - skip:  # a restored state that does not fit this epoch
+        why = f"the restored reader has {left} batches left where the epoch has {len(loader) - skip}"
+        loader = None
     # Under DDP every rank must take the same way: one refusal makes all read again.
     restored = parallel.min_over_ranks(int(loader is not None), ctx) == 1
     if not restored:

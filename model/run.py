@@ -195,7 +195,7 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
     if not session.ctx.is_main:
         return
     rng = [entry[0] for entry in gathered]
-    reader = saved_state(local, [entry[1] for entry in gathered], pos.epoch, pos.epoch_step, session.data.device)
+    reader = saved_state(local, [entry[1] for entry in gathered], pos.epoch, pos.epoch_step, session.data)
     state = {
         "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
         "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net),

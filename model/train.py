@@ -78,6 +78,8 @@ def configs_from_cli(options: dict) -> tuple[DataConfig, OptimConfig, ScheduleCo
     check_switches(data, run)
     if run.evaluate and run.resume is None:
         raise InputError("-e/--evaluate needs the checkpoint to evaluate: add --resume RUNDIR/model_best.pth.tar")
+    if run.reread and (run.resume is None or run.evaluate):
+        raise InputError("--resume-reread applies to continuing a run: add --resume RUNDIR, or drop --resume-reread")
     if run.amp == "fp16" and run.device == "cpu" and run.parallel != "towers":
         raise InputError("--amp fp16 needs a CUDA device (GradScaler); on the CPU use --amp bf16 or off")
     return data, optim, schedule, run

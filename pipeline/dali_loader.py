@@ -140,6 +140,18 @@ class DaliLoader:
         has prefetched), for a later DaliLoader(checkpoint=...); None for validation loaders."""
         return self._iterator.checkpoints()[0] if self._tracked else None
 
+    def batches_left(self) -> int | None:
+        """Training batches this loader will still yield in its epoch, as DALI's iterator counts them (a
+        restored one counts from its checkpoint); None where that cannot be told (not "drop", another DALI)."""
+        it = self._iterator
+        if not self._tracked or self.last_batch != "drop":
+            return None
+        try:
+            room = it._shard_sizes_per_gpu - it._counter_per_gpu - it._counter  # DALI 2.4 plugin/base_iterator.py
+            return max(0, int(room.min()) // self.batch_size)
+        except (AttributeError, TypeError, ValueError):
+            return None
+
     def __len__(self) -> int:
         """Batches in the coming epoch (with "fill", it can be one less than ceil(n / b), see above)."""
         return batches_per_epoch(self.shard_images - self._carried, self.batch_size, self.split, self.last_batch)

@@ -158,6 +158,9 @@ class PilLoader:
         epoch's start), so a resumed epoch replays them only by drawing the trained batches again."""
         return None
 
+    def batches_left(self) -> None:
+        return None
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         try:
             yield from self._batches()

@@ -72,7 +72,7 @@ CTX = parallel.init_parallel("none", "cpu", None)
 
 def test_resumed_loader_falls_back_to_reading_and_says_why(sources, capsys):
     cfg = sources["files"]
-    saved = saved_state("x", ["x"], epoch=2, epoch_step=3, device="cpu")
+    saved = saved_state("x", ["x"], epoch=2, epoch_step=3, data=cfg)
     loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
     assert not restored and len(loader) == 9  # a fresh loader: the caller reads the 3 batches again
     assert "resuming epoch 2 at batch 3: reading the 3 trained batches again: DALI could not restore" in capsys.readouterr().err
@@ -80,25 +80,49 @@ def test_resumed_loader_falls_back_to_reading_and_says_why(sources, capsys):
     batches = iter(good)
     for _ in range(3):
         next(batches)
-    saved = saved_state(good.checkpoint(), [good.checkpoint()], epoch=2, epoch_step=3, device="cpu")
+    saved = saved_state(good.checkpoint(), [good.checkpoint()], epoch=2, epoch_step=3, data=cfg)
     loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
-    assert restored and sum(1 for _ in loader) == 6
+    assert restored and loader.batches_left() == 6 and sum(1 for _ in loader) == 6
     assert "restored DALI's reader state: nothing decoded again" in capsys.readouterr().err
     _, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=True)
     assert not restored and "again: --resume-reread" in capsys.readouterr().err
 
 
-def test_why_a_saved_state_is_not_used():
-    cfg = DataConfig(root=Path("r"), train_list=Path("t"), val_list=None, device="cpu")
-    saved = saved_state("s", ["s", "s"], epoch=1, epoch_step=5, device="cpu")
+def test_a_state_of_another_training_list_is_not_used(sources, tmp_path, capsys):
+    """DALI would restore the old list's position and epoch length on the new list without a word."""
+    cfg = sources["files"]
+    shorter = tmp_path / "train.txt"
+    shorter.write_text("".join(cfg.train_list.read_text().splitlines(keepends=True)[:24]))
+    old = replace(cfg, train_list=shorter)
+    loader = make_loader(old, "train")
+    batches = iter(loader)
+    for _ in range(2):
+        next(batches)
+    saved = saved_state(loader.checkpoint(), [loader.checkpoint()], epoch=0, epoch_step=2, data=old)
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False)
+    assert not restored and len(loader) == 9
+    assert "another training list than" in capsys.readouterr().err
+    # and were the digest to match, the restored reader's own count would give it away
+    saved["train_list_sha256"] = saved_state("s", ["s"], 0, 2, cfg)["train_list_sha256"]
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False)
+    assert not restored and "batches left where the epoch has 7" in capsys.readouterr().err
+
+
+def test_why_a_saved_state_is_not_used(tmp_path):
+    listed = tmp_path / "t"
+    listed.write_text("a.JPEG 0\n")
+    cfg = DataConfig(root=Path("r"), train_list=listed, val_list=None, device="cpu")
+    saved = saved_state("s", ["s", "s"], epoch=1, epoch_step=5, data=cfg)
     assert unusable(saved, 1, 5, cfg, 2, reread=False) is None
     assert "2 processes, this run has 1" in unusable(saved, 1, 5, cfg, 1, reread=False)
     assert "a cpu pipeline, this run builds a gpu one" in unusable(saved, 1, 5, replace(cfg, device="gpu"), 2, False)
     assert "epoch 1 batch 5" in unusable(saved, 1, 6, cfg, 2, reread=False)
     assert "PIL baseline" in unusable(saved, 1, 5, replace(cfg, backend="pil"), 2, reread=False)
     assert "stores no DALI reader state" in unusable(None, 1, 5, cfg, 2, reread=False)
+    listed.write_text("b.JPEG 0\n")
+    assert "another training list" in unusable(saved, 1, 5, cfg, 2, reread=False)
     # nothing is stored at an epoch's start, nor when one rank has no state
-    assert saved_state("s", ["s"], 1, 0, "cpu") is None and saved_state("s", ["s", None], 1, 5, "cpu") is None
+    assert saved_state("s", ["s"], 1, 0, cfg) is None and saved_state("s", ["s", None], 1, 5, cfg) is None
 
 
 def test_a_state_taken_at_the_epochs_end_gives_an_empty_rest(sources):

@@ -148,6 +148,7 @@ def lists_dir(tmp_path: Path) -> Path:
     (["--device", "cuda:7"], "cuda:7"),
     (["--amp", "fp16"], "--amp fp16 needs a CUDA device"),
     (["-e"], "-e/--evaluate needs the checkpoint"),
+    (["--resume-reread"], "--resume-reread applies to continuing a run"),
     (["--resume", "nowhere.pth.tar"], "nowhere.pth.tar: no such checkpoint"),
     (["--parallel", "towers"], "--parallel towers needs two devices"),
 ])
