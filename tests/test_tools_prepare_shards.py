@@ -191,31 +191,31 @@ def test_images_a_tree_would_re_encode_are_listed_as_they_are_when_dali_decodes_
 
     root = tmp_path / "wds"
     odd = {"gray": encoded("L", "JPEG"), "cmyk": encoded("CMYK", "JPEG"), "png": encoded("RGB", "PNG"),
-           "gif": encoded("P", "GIF")}
+           "tiff": encoded("RGB", "TIFF"), "webp": encoded("RGB", "WEBP"), "gif": encoded("P", "GIF")}
     rows = [(f"n00000001_{name}", {"jpg": data, "cls": b"1"}) for name, data in odd.items()]
     write_tar(root / "imagenet1k-train-0000.tar", [sample("n00000000_0", 0, 0)])
     write_tar(root / "imagenet1k-validation-00.tar", rows)
     result = run_prepare(root, tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert ("listed as they are: 3 samples a file tree would re-encode (grayscale JPEG 1; CMYK JPEG 1; PNG data, "
-            "not JPEG 1); DALI decodes them") in result.output
+    assert ("listed as they are: 5 samples a file tree would re-encode (grayscale JPEG 1; CMYK JPEG 1; PNG data, "
+            "not JPEG 1; TIFF data, not JPEG 1; WEBP data, not JPEG 1); DALI decodes them") in result.output
     assert [key for key, _ in read_list(tmp_path / "out" / "val.txt")] == [
-        f"imagenet1k-validation-00.tar:n00000001_{name}" for name in ("gray", "cmyk", "png")]
+        f"imagenet1k-validation-00.tar:n00000001_{name}" for name in ("gray", "cmyk", "png", "tiff", "webp")]
     rejected = read_tsv(tmp_path / "out" / "rejected.tsv")
     assert rejected == {"imagenet1k-validation-00.tar:n00000001_gif":
                         "GIF data, not JPEG (DALI does not decode it, and shards are read as they are)"}
     as_is = json.loads((tmp_path / "out" / "summary.json").read_text())["shards"]["listed_as_is"]
-    assert as_is["count"] == 3 and as_is["samples"][0] == {"sample": "imagenet1k-validation-00.tar:n00000001_gray",
+    assert as_is["count"] == 5 and as_is["samples"][0] == {"sample": "imagenet1k-validation-00.tar:n00000001_gray",
                                                            "reason": "grayscale JPEG"}
     # DALI's CPU graph decodes every listed sample to 3 channels
     cfg = DataConfig(root=root, train_list=tmp_path / "out" / "train.txt", val_list=tmp_path / "out" / "val.txt",
-                     batch_size=3, device="cpu", device_id=None, num_threads=1)
+                     batch_size=5, device="cpu", device_id=None, num_threads=1)
     images, labels = next(iter(make_loader(cfg, "val")))
-    assert images.shape == (3, 3, 224, 224) and torch.isfinite(images).all() and labels.tolist() == [1, 1, 1]
+    assert images.shape == (5, 3, 224, 224) and torch.isfinite(images).all() and labels.tolist() == [1] * 5
 
     result = run_prepare(root, tmp_path / "strict", "--on-bad", "reject")
     assert result.exit_code == 0, result.output
     rejected = read_tsv(tmp_path / "strict" / "rejected.tsv")
     assert rejected["imagenet1k-validation-00.tar:n00000001_gray"] == "grayscale JPEG (--on-bad reject)"
     strict_val = tmp_path / "strict" / "val.txt"
-    assert len(rejected) == 4 and (not strict_val.exists() or not strict_val.read_text())
+    assert len(rejected) == 6 and (not strict_val.exists() or not strict_val.read_text())

@@ -66,14 +66,14 @@ def check_file(path: str | io.BytesIO, check: str, min_side: int, max_pixels: in
         except Exception:  # PIL raises many types for data it cannot parse
             return "reject", f"not an image (PIL cannot open its {header.format.upper()} data)", 0, 0
         status, reason = "fix", f"{header.format.upper()} data, not JPEG"
+    elif header.components not in (1, 3, 4):
+        return "reject", f"JPEG with {header.components} colour components", width, height
+    elif header.coding == "arithmetic":  # before the colour: what a decoder must support first
+        status, reason = "fix", "arithmetic-coded JPEG"
     elif header.components == 1:
         status, reason = "fix", "grayscale JPEG"
     elif header.components == 4:
         status, reason = "fix", "CMYK JPEG"
-    elif header.components != 3:
-        return "reject", f"JPEG with {header.components} colour components", width, height
-    elif header.coding == "arithmetic":
-        status, reason = "fix", "arithmetic-coded JPEG"
     if min(width, height) < min_side:
         return "reject", f"too small ({width}x{height}; --min-side {min_side})", width, height
     if width * height > max_pixels:

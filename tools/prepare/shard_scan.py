@@ -23,12 +23,16 @@ BLOCK = 512
 # Labels of more digits than this are refused (the DALI graph parses up to 8; ImageNet-21k needs 5).
 MAX_LABEL_DIGITS = 7
 _WNID = re.compile(r"^(n\d{8})_")
-# What a file tree would re-encode (tools/prepare/check.py "fix") but DALI decodes as it is, on the CPU (measured:
-# docs/prepare.md, "Checks and bad files") and through nvImageCodec's CPU fallback on the GPU: in a shard, which
-# cannot be re-encoded in place, such a sample is listed as it is (and named in summary.json); the PIL paths
-# convert it by the same rule (pipeline/pil_image.py). ImageNet has ~2 % grayscale JPEGs: rejecting them would
-# drop ~25,000 training images of a hub download. `--on-bad reject` rejects them as for files.
-DECODES_AS_IS = ("grayscale JPEG", "CMYK JPEG", "PNG data, not JPEG", "BMP data, not JPEG")
+# What a file tree would re-encode (tools/prepare/check.py "fix") but DALI's CPU decoder decodes as it is (measured:
+# docs/prepare.md, "Checks and bad files"; TIFF and WebP by a reviewer's check): in a shard, which cannot be
+# re-encoded in place, such a sample is listed as it is (and named in summary.json); the PIL paths convert it by
+# the same rule (pipeline/pil_image.py). Not run on the GPU graph here (nvImageCodec decodes these on the GPU or
+# falls back to its CPU codec). ImageNet has ~2 % grayscale JPEGs: rejecting them would drop ~25,000 training
+# images of a hub download. `--on-bad reject` rejects them as for files. GIF data fails in DALI; arithmetic-coded
+# JPEGs were never tried with it (PIL cannot write one): both are rejected.
+DECODES_AS_IS = ("grayscale JPEG", "CMYK JPEG", "PNG data, not JPEG", "BMP data, not JPEG", "TIFF data, not JPEG",
+                 "WEBP data, not JPEG")
+NOT_AS_IS = {"arithmetic-coded JPEG": "not tested with DALI's decoders"}
 
 
 class _TarScan:
@@ -90,7 +94,7 @@ class _TarScan:
             self.as_is.append((self.where(key), reason))
         elif status == "fix":  # a shard is read as it is: nothing can be repaired in place
             why = ("--on-bad reject" if reason in DECODES_AS_IS
-                   else "DALI does not decode it, and shards are read as they are")
+                   else f"{NOT_AS_IS.get(reason, 'DALI does not decode it')}, and shards are read as they are")
             return f"{reason} ({why})", label, (width, height)
         if status == "reject":
             return reason, label, (width, height)
