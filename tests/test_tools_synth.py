@@ -117,6 +117,8 @@ def test_more_than_ten_classes_are_distinct_triples_in_label_order(tmp_path):
     assert class_ids(10) == class_ids()  # the demo's ten classes are unchanged
     sets.make_demo_data(tmp_path, classes=92, train_per_class=1, val_per_class=0, seed=0)
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == class_ids(92)
-    # classes 0 and 90: the same shape and pattern, hue bins 0 and 1
+    # classes 0 and 90: the same shape and pattern, another hue; the first eleven differ in shape, pattern and hue
     assert class_spec(0, 92)[:2] == class_spec(90, 92)[:2] and class_spec(0, 92)[2] != class_spec(90, 92)[2]
+    first = [class_spec(i, 11) for i in range(11)]
+    assert [len({spec[k] for spec in first}) for k in range(3)] == [10, 9, 11]
     assert MAX_CLASSES == 1080

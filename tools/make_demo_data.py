@@ -26,8 +26,8 @@ from tools.synth.sets import DEFAULT_TRAIN_PER_CLASS, DEFAULT_VAL_PER_CLASS, mak
 @click.command("make-demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--classes", default=len(DEMO_CLASSES), show_default=True, type=click.IntRange(1, MAX_CLASSES),
-              help=f"Number of classes: 1-10 are the demo's; up to {MAX_CLASSES} (e.g. ImageNet's 1000) are "
-                   "shape x pattern x hue classes, to see how training starts with many classes.")
+              help=f"Number of classes: 1-10 take the demo's ten; 11 to {MAX_CLASSES} (e.g. ImageNet's 1000) "
+                   "make another set of shape x pattern x hue classes, to see how training starts with many classes.")
 @click.option("--train-per-class", default=DEFAULT_TRAIN_PER_CLASS, show_default=True, help="Training images per class.")
 @click.option("--val-per-class", default=DEFAULT_VAL_PER_CLASS, show_default=True, help="Validation images per class.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the whole set (same seed, same bytes).")

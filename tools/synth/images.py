@@ -45,22 +45,27 @@ PATTERN_SCALE = {"hstripes": 1.0, "checker": 0.6, "dots": 1.0, "vstripes": 1.5, 
 
 
 # Beyond ten classes (up to MAX_CLASSES, ImageNet's 1000 and more): a class is a (shape, pattern, hue) triple,
-# every shape with every pattern (10 x 9 = 90 pairs) in each of HUE_BINS hues. Its folder is
-# "s<index, 4 digits>_<shape>_<pattern>_h<hue bin>", so that sorted order stays label order.
+# every shape with every pattern (10 x 9 = 90 pairs) in each of HUE_BINS hues. Neighbouring indices differ in
+# shape, pattern and hue alike, so the first N classes of any N are as varied as the set allows (classes 0-10
+# are 10 shapes, 10 patterns and 11 hues); its folder is "s<index, 4 digits>_<shape>_<pattern>_h<hue bin>", so
+# that sorted order stays label order. These are not the demo's ten classes: 10 or fewer gives those.
 SHAPES = tuple(dict.fromkeys(shape for shape, _ in DEMO_CLASSES))
 PATTERNS = tuple(PATTERN_SCALE)
-PAIRS = tuple((shape, pattern) for shape in SHAPES for pattern in PATTERNS)
 HUE_BINS = 12
-MAX_CLASSES = len(PAIRS) * HUE_BINS
+MAX_CLASSES = len(SHAPES) * len(PATTERNS) * HUE_BINS
 
 
 def class_spec(class_index: int, classes: int) -> tuple[str, str, float]:
     """(shape, pattern, typical hue in turns) of class `class_index` of a `classes`-class set: the ten demo
-    classes (hue index / 10) for up to ten, else PAIRS[index % 90] in hue bin index // 90 of HUE_BINS."""
+    classes (hue index / 10) for up to ten; else pair j = index % 90 (shape j % 10, pattern (j + j // 10)
+    % 9: the 90 pairs once each) in hue bin (index // 90 + index) % 12 (unique: 91 k is no multiple of 12)."""
     if classes <= len(DEMO_CLASSES):
         return (*DEMO_CLASSES[class_index], class_index / len(DEMO_CLASSES))
-    shape, pattern = PAIRS[class_index % len(PAIRS)]
-    return shape, pattern, (class_index // len(PAIRS)) / HUE_BINS
+    pairs = len(SHAPES) * len(PATTERNS)
+    j = class_index % pairs
+    shape = SHAPES[j % len(SHAPES)]
+    pattern = PATTERNS[(j + j // len(SHAPES)) % len(PATTERNS)]
+    return shape, pattern, ((class_index // pairs + class_index) % HUE_BINS) / HUE_BINS
 
 
 def class_ids(classes: int = len(DEMO_CLASSES)) -> list[str]:
