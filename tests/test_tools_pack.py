@@ -95,6 +95,16 @@ def test_resize_gives_the_same_bytes_from_a_copy_of_the_tree(tmp_path: Path) -> 
     assert b"size=" not in data and b"mtime_ns=" not in data
 
 
+def test_resize_names_a_file_that_does_not_decode(tmp_path: Path) -> None:
+    root, lists = tree(tmp_path)
+    victim = next((root / "train").rglob("*.JPEG"))
+    victim.write_bytes(victim.read_bytes()[:300])  # cut short after prepare listed it
+    result = CliRunner().invoke(pack_main, ["--lists", str(lists), "--root", str(root), "--out", str(tmp_path / "w"),
+                                            "--workers", "1", "--resize", "64"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{victim}: does not decode" in result.output and "prepare --check decode" in result.output
+
+
 def test_keys_stay_unique_when_a_suffixed_key_is_already_taken():
     """train/c0/x_2, train/c1/x, train/c2/x: the third x must not take x_2, which the first file holds."""
     from tools.packing.shards import _keys

@@ -51,9 +51,11 @@ def _image(root: str, rel: str, resize) -> bytes:
     try:
         return resize(os.path.join(root, rel))
     except OSError as error:
-        if not isinstance(error, Image.UnidentifiedImageError):
+        # a failed read has an errno; PIL's decode errors (a truncated file, not an image) are OSErrors without one
+        if error.errno is not None and not isinstance(error, Image.UnidentifiedImageError):
             raise InputError(f"{Path(root) / rel}: cannot read ({error.strerror or error})") from None
-        raise InputError(f"{Path(root) / rel}: not an image; run `imagenet-tools prepare --check decode` first") from None
+        raise InputError(f"{Path(root) / rel}: does not decode ({str(error)[:120]}); run "
+                         "`imagenet-tools prepare --check decode` first") from None
     except Exception as error:  # a decoder error of any type means this image cannot be used
         raise InputError(f"{Path(root) / rel}: does not decode ({str(error)[:120]}); run "
                          "`imagenet-tools prepare --check decode` first") from None

@@ -25,7 +25,8 @@ from tools.shared.shard_writer import write_shard
 PARQUET_NAME = re.compile(r"^(?P<split>train|validation|test)-(?P<number>\d+)-of-\d+\.parquet$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # Beside each shard, the rows its conversion skipped (file:row, why), so a later run that keeps the shard
-# reports them again; a shard without it (a kill between the two writes) is converted again.
+# reports them again. A shard without that record (converted by an earlier version, or a stop between the two
+# writes) is kept, not converted again (hours for the hub's 300 files), and named with what to do.
 
 
 def skipped_path(shard: Path) -> Path:
@@ -102,15 +103,19 @@ def convert(root: Path, shards: Path) -> tuple[list, list]:
         raise InputError(f"{root}: no train or validation parquet files (train-00000-of-00294.parquet)")
     start = time.perf_counter()
     for done, (rel, target) in enumerate(todo, start=1):
-        if target.is_file() and skipped_path(target).is_file():
-            ignored += _read_skipped(skipped_path(target))
+        if target.is_file():
+            if skipped_path(target).is_file():
+                ignored += _read_skipped(skipped_path(target))
+            else:
+                ignored.append((rel, f"rows skipped when {target.name} was converted are not recorded (an earlier "
+                                     f"version, or a stop before the record was written): delete {target} and run "
+                                     "again to have them named"))
             print(f"\rparquet: {done}/{len(todo)} files ({target.name} kept from an earlier run)", end="",
                   file=sys.stderr)
             continue
         skipped: list = []
         try:
             write_shard(target, _samples(pq, root / rel, skipped))
-            write_atomic(skipped_path(target), "".join(f"{where}\t{why}\n" for where, why in skipped))
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
             if isinstance(error, OSError) and error.errno in NO_SPACE:
                 raise InputError(f"{shards}: disk full; free some space and run again (finished shards are "
@@ -118,6 +123,12 @@ def convert(root: Path, shards: Path) -> tuple[list, list]:
             rejected.append((rel, f"cannot read the parquet file ({str(error).splitlines()[0][:120]}); a "
                                   "download cut short? download it again"))
             continue
+        try:
+            write_atomic(skipped_path(target), "".join(f"{where}\t{why}\n" for where, why in skipped))
+        except OSError as error:
+            full = "disk full; free some space and run again" if error.errno in NO_SPACE else error.strerror or error
+            raise InputError(f"{skipped_path(target)}: cannot write the record of skipped rows ({full}); "
+                             "finished shards are kept") from None
         ignored += skipped
         rate = done / max(time.perf_counter() - start, 1e-9)
         print(f"\rparquet: {done}/{len(todo)} files, {rate:.2f} files/s", end="", file=sys.stderr)
