@@ -65,7 +65,9 @@ def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, 
         return f"its reader state is of {saved['world_size']} processes, this run has {world_size}"
     if saved["device"] != data.device:
         return f"its reader state is of a {saved['device']} pipeline, this run builds a {data.device} one"
-    if saved.get("train_list_sha256") != list_digest(data.train_list):
+    if "train_list_sha256" not in saved:
+        return "its reader state records no training list (written before checkpoints stored it)"
+    if saved["train_list_sha256"] != list_digest(data.train_list):
         return f"its reader state is of another training list than {data.train_list} (its content has changed)"
     return None
 

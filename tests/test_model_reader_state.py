@@ -121,6 +121,8 @@ def test_why_a_saved_state_is_not_used(tmp_path):
     assert "stores no DALI reader state" in unusable(None, 1, 5, cfg, 2, reread=False)
     listed.write_text("b.JPEG 0\n")
     assert "another training list" in unusable(saved, 1, 5, cfg, 2, reread=False)
+    del saved["train_list_sha256"]
+    assert "records no training list" in unusable(saved, 1, 5, cfg, 2, reread=False)
     # nothing is stored at an epoch's start, nor when one rank has no state
     assert saved_state("s", ["s"], 1, 0, cfg) is None and saved_state("s", ["s", None], 1, 5, cfg) is None
 
