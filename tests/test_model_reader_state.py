@@ -136,3 +136,26 @@ def test_a_state_taken_at_the_epochs_end_gives_an_empty_rest(sources):
         next(batches)
     restored = make_loader(cfg, "train", checkpoint=loader.checkpoint())
     assert read_all(restored) == []
+
+
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_tracking_the_state_changes_no_batch(sources, source, monkeypatch):
+    """DALI warns that shuffle_after_epoch "might shuffle samples differently" with checkpointing on: each epoch
+    has its own pipeline here, so a whole epoch's images and labels are those of a pipeline without it."""
+    import pipeline.graphs as graphs
+
+    cfg = sources[source]
+    tracked = read_all(make_loader(cfg, "train"))
+    plain_pipeline = graphs.conditional_pipeline
+
+    def untracked(define, **args):
+        args["enable_checkpointing"] = False
+        return plain_pipeline(define, **args)
+
+    monkeypatch.setattr(graphs, "conditional_pipeline", untracked)
+    plain = make_loader(cfg, "train")
+    assert plain._tracked and not plain._iterator._enable_checkpointing  # really built without it
+    untracked_batches = read_all(plain)
+    assert len(tracked) == len(untracked_batches) == 9
+    for (images, labels), (images2, labels2) in zip(tracked, untracked_batches):
+        assert torch.equal(labels, labels2) and torch.equal(images, images2)
