@@ -122,3 +122,4 @@ def test_more_than_ten_classes_are_distinct_triples_in_label_order(tmp_path):
     first = [class_spec(i, 11) for i in range(11)]
     assert [len({spec[k] for spec in first}) for k in range(3)] == [10, 9, 11]
     assert MAX_CLASSES == 1080
+    assert not (tmp_path / "val").exists()  # --val-per-class 0: no empty class folders for prepare to refuse

@@ -59,6 +59,8 @@ def make_demo_data(out: Path, classes: int = len(DEMO_CLASSES), train_per_class:
     counts = {"train": train_per_class, "val": val_per_class}
     jobs = []
     for split_index, split in enumerate(SPLITS):
+        if counts[split] == 0:  # no empty class folders: prepare would refuse them (--val-per-class 0)
+            continue
         for class_index, class_id in enumerate(class_ids(classes)):
             folder = Path(out) / split / class_id
             try:
