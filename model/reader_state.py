@@ -72,20 +72,26 @@ def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, 
     return None
 
 
+def state_of(loader) -> str | None:
+    """A loader's reader state (pipeline.loader's contract: `checkpoint()`), None for one without."""
+    take = getattr(loader, "checkpoint", None)
+    return take() if take is not None else None
+
+
 def resumed_loader(data: DataConfig, ctx: parallel.ParallelContext, saved: dict | None, epoch: int, skip: int,
-                   reread: bool):
+                   reread: bool, make=make_loader):
     """The training loader of `epoch` for this rank, and whether it starts after the `skip` trained batches
     (True: restored from `saved`; False: a fresh one, whose first `skip` batches the caller reads and drops).
-    With skip > 0 the main process says which, in one line."""
+    With skip > 0 the main process says which, in one line. `make`: the loader factory (pipeline.loader's)."""
     why = unusable(saved, epoch, skip, data, ctx.world_size, reread) if skip else "nothing to skip"
     loader = None
     if why is None:
         try:
-            loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size,
-                                 checkpoint=saved["states"][ctx.rank])  # type: ignore[index]
+            loader = make(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size,
+                          checkpoint=saved["states"][ctx.rank])  # type: ignore[index]
         except ReaderStateRefused as error:
             why = f"DALI could not restore its reader state ({error})"
-    left = loader.batches_left() if loader is not None else None
+    left = getattr(loader, "batches_left", lambda: None)()
     if left is not None and left != len(loader) - skip:  # a restored state that does not fit this epoch
         why = f"the restored reader has {left} batches left where the epoch has {len(loader) - skip}"
         loader = None
@@ -95,7 +101,7 @@ def resumed_loader(data: DataConfig, ctx: parallel.ParallelContext, saved: dict 
         loader = None
         why = why or "another process could not restore its reader state"
     if loader is None:
-        loader = make_loader(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
+        loader = make(data, "train", shard_id=ctx.rank, num_shards=ctx.world_size)
     if skip and ctx.is_main:
         how = ("restored DALI's reader state: nothing decoded again" if restored
                else f"reading the {skip} trained batches again: {why}")

@@ -24,7 +24,7 @@ from model.engine import Trainer, evaluate, train_one_epoch
 from model.metrics import EpochClock, Meter, TrainingDiverged
 from model.optim import make_sgd
 from model.provenance import check_checkpoint, records
-from model.reader_state import resumed_loader, saved_state
+from model.reader_state import resumed_loader, saved_state, state_of
 from model.resume import announce, apply_changes, evaluation_settings, resume_settings
 from model.run_folder import RunFolder
 from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
@@ -190,7 +190,7 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
     # Every rank's generators and reader state, so that a resumed DDP run draws and reads on each rank what it
     # would have.
     pos, loader = session.position, session.train_loader
-    local = loader.checkpoint() if loader is not None and pos.epoch_step else None
+    local = state_of(loader) if pos.epoch_step else None
     gathered = parallel.all_gather_object((rng_state(session.ctx.devices), local), session.ctx)
     if not session.ctx.is_main:
         return
@@ -248,7 +248,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     run, ctx, pos = session.run, session.ctx, session.position
     data = replace(session.data, seed=run.seed + epoch)
     skip = pos.epoch_step if epoch == pos.epoch else 0
-    loader, restored = resumed_loader(data, ctx, pos.reader, epoch, skip, run.reread)
+    loader, restored = resumed_loader(data, ctx, pos.reader, epoch, skip, run.reread, make_loader)
     pos.reader = None  # used once, by the epoch it was saved in
     total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here
     if total == 0:

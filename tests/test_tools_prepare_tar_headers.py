@@ -71,7 +71,7 @@ def test_base256_size(tmp_path: Path) -> None:
 def test_scan_results_equal_tarfiles(tmp_path: Path, fmt: int, options: dict, monkeypatch) -> None:
     """A shard scanned through the headers and through tarfile (the fallback, forced): the same account."""
     write(tmp_path / "s.tar", fmt, **options)
-    job = (tmp_path, "s.tar", tmp_path / "out", "header", 1, 10 ** 9, 20.0)
+    job = (tmp_path, "s.tar", tmp_path / "out", "header", 1, 10 ** 9, 20.0, "repair")
     fast = shard_scan.scan_tar(job)
     monkeypatch.setattr(shard_scan, "_fast_walk", lambda path: (_ for _ in ()).throw(Unsupported("forced")))
     slow = shard_scan.scan_tar(job)
