@@ -79,9 +79,16 @@ def test_a_failing_stage_is_one_line_with_its_last_words(tmp_path):
     assert (tmp_path / "s.log").read_text().startswith(log)  # appended, the earlier run's log kept
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """The runner starts as a terminal's foreground job does, with SIGINT's default action: a suite started in
+    the background (`make test &`) would hand it SIGINT ignored, and a Ctrl-C could never reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_runner(tmp_path: Path, timeout: str) -> subprocess.Popen:
     runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "s.log"), CHILD, timeout], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=_sigint_as_in_a_terminal)
     for line in runner.stderr:  # streamed: the child's output arrives as it prints
         if line.strip() == "ready":
             return runner
