@@ -28,11 +28,15 @@ from pipeline.loader import make_loader
 
 
 def list_digest(path: Path | None) -> str:
-    """sha256 of a training list's bytes ("" without one), computed once per version of the file."""
+    """sha256 of a training list's bytes, computed once per version of the file; "" without one or when it
+    cannot be read (the loader then says why)."""
     if path is None:
         return ""
-    info = os.stat(path)
-    return _digest(str(path), info.st_size, info.st_mtime_ns)
+    try:
+        info = os.stat(path)
+        return _digest(str(path), info.st_size, info.st_mtime_ns)
+    except OSError:
+        return ""
 
 
 @functools.lru_cache(maxsize=4)
@@ -40,13 +44,15 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def saved_state(local: str | None, states: list[str | None], epoch: int, epoch_step: int, data: DataConfig) -> dict | None:
-    """What a checkpoint stores: every rank's state (`states`, gathered), or None when one rank has none or
-    the epoch has not begun (nothing to skip)."""
-    if epoch_step == 0 or local is None or any(state is None for state in states):
+def saved_state(local: str | None, states: list[str | None], epoch: int, epoch_step: int, device: str,
+                digest: str) -> dict | None:
+    """What a checkpoint stores: every rank's state (`states`, gathered) with the sha256 of the training list
+    the epoch's loader was built from (`digest`, taken then: the file may change while the epoch trains), or
+    None when one rank has none, the list's digest is unknown or the epoch has not begun (nothing to skip)."""
+    if epoch_step == 0 or local is None or not digest or any(state is None for state in states):
         return None
-    return {"epoch": epoch, "epoch_step": epoch_step, "device": data.device, "world_size": len(states),
-            "train_list_sha256": list_digest(data.train_list), "states": states}
+    return {"epoch": epoch, "epoch_step": epoch_step, "device": device, "world_size": len(states),
+            "train_list_sha256": digest, "states": states}
 
 
 def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, world_size: int,

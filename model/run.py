@@ -24,7 +24,7 @@ from model.engine import Trainer, evaluate, train_one_epoch
 from model.metrics import EpochClock, Meter, TrainingDiverged
 from model.optim import make_sgd
 from model.provenance import check_checkpoint, records
-from model.reader_state import resumed_loader, saved_state, state_of
+from model.reader_state import list_digest, resumed_loader, saved_state, state_of
 from model.resume import announce, apply_changes, evaluation_settings, resume_settings
 from model.run_folder import RunFolder
 from model.run_log import StopRequest, epoch_record, append_metrics, record_line, trim_metrics
@@ -73,6 +73,7 @@ class Session:
     folder: RunFolder | None = None  # the locked --out of a training run (main process only)
     records: dict = field(default_factory=dict)  # what every checkpoint records of its inputs (model/provenance.py)
     train_loader: object | None = None  # the epoch's, while a checkpoint may need its reader state
+    train_digest: str = ""  # sha256 of the training list as the epoch's loader read it (model/reader_state.py)
 
     def close(self) -> None:
         if self.folder is not None:
@@ -195,7 +196,8 @@ def write_checkpoint(session: Session, sums: Meter | None, is_best: bool = False
     if not session.ctx.is_main:
         return
     rng = [entry[0] for entry in gathered]
-    reader = saved_state(local, [entry[1] for entry in gathered], pos.epoch, pos.epoch_step, session.data)
+    reader = saved_state(local, [entry[1] for entry in gathered], pos.epoch, pos.epoch_step, session.data.device,
+                         session.train_digest)
     state = {
         "epoch": pos.epoch, "epoch_step": pos.epoch_step, "step": pos.step, "arch": session.arch,
         "num_classes": session.num_classes, "state_dict": parallel.unwrap_state_dict(session.net),
@@ -248,6 +250,7 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     run, ctx, pos = session.run, session.ctx, session.position
     data = replace(session.data, seed=run.seed + epoch)
     skip = pos.epoch_step if epoch == pos.epoch else 0
+    session.train_digest = list_digest(data.train_list)  # before the loader reads it
     loader, restored = resumed_loader(data, ctx, pos.reader, epoch, skip, run.reread, make_loader)
     pos.reader = None  # used once, by the epoch it was saved in
     total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model import parallel
-from model.reader_state import resumed_loader, saved_state, unusable
+from model.reader_state import list_digest, resumed_loader, saved_state, unusable
 from pipeline.config import DataConfig
 from pipeline.errors import ReaderStateRefused
 from pipeline.loader import make_loader
@@ -30,6 +30,11 @@ def sources(tmp_path_factory) -> dict[str, DataConfig]:
     shards = replace(files, root=base / "shards" / "wds", train_list=base / "shards" / "lists" / "train.txt",
                      val_list=base / "shards" / "lists" / "val.txt")
     return {"files": files, "shards": shards}
+
+
+def stored(local, states, epoch, epoch_step, cfg):
+    """saved_state as write_checkpoint calls it, with the digest of cfg's training list."""
+    return saved_state(local, states, epoch, epoch_step, cfg.device, list_digest(cfg.train_list))
 
 
 def read_all(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -72,7 +77,7 @@ CTX = parallel.init_parallel("none", "cpu", None)
 
 def test_resumed_loader_falls_back_to_reading_and_says_why(sources, capsys):
     cfg = sources["files"]
-    saved = saved_state("x", ["x"], epoch=2, epoch_step=3, data=cfg)
+    saved = stored("x", ["x"], 2, 3, cfg)
     loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
     assert not restored and len(loader) == 9  # a fresh loader: the caller reads the 3 batches again
     assert "resuming epoch 2 at batch 3: reading the 3 trained batches again: DALI could not restore" in capsys.readouterr().err
@@ -80,7 +85,7 @@ def test_resumed_loader_falls_back_to_reading_and_says_why(sources, capsys):
     batches = iter(good)
     for _ in range(3):
         next(batches)
-    saved = saved_state(good.checkpoint(), [good.checkpoint()], epoch=2, epoch_step=3, data=cfg)
+    saved = stored(good.checkpoint(), [good.checkpoint()], 2, 3, cfg)
     loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
     assert restored and loader.batches_left() == 6 and sum(1 for _ in loader) == 6
     assert "restored DALI's reader state: nothing decoded again" in capsys.readouterr().err
@@ -98,12 +103,12 @@ def test_a_state_of_another_training_list_is_not_used(sources, tmp_path, capsys)
     batches = iter(loader)
     for _ in range(2):
         next(batches)
-    saved = saved_state(loader.checkpoint(), [loader.checkpoint()], epoch=0, epoch_step=2, data=old)
+    saved = stored(loader.checkpoint(), [loader.checkpoint()], 0, 2, old)
     loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False)
     assert not restored and len(loader) == 9
     assert "another training list than" in capsys.readouterr().err
     # and were the digest to match, the restored reader's own count would give it away
-    saved["train_list_sha256"] = saved_state("s", ["s"], 0, 2, cfg)["train_list_sha256"]
+    saved["train_list_sha256"] = list_digest(cfg.train_list)
     loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False)
     assert not restored and "batches left where the epoch has 7" in capsys.readouterr().err
 
@@ -112,7 +117,7 @@ def test_why_a_saved_state_is_not_used(tmp_path):
     listed = tmp_path / "t"
     listed.write_text("a.JPEG 0\n")
     cfg = DataConfig(root=Path("r"), train_list=listed, val_list=None, device="cpu")
-    saved = saved_state("s", ["s", "s"], epoch=1, epoch_step=5, data=cfg)
+    saved = stored("s", ["s", "s"], 1, 5, cfg)
     assert unusable(saved, 1, 5, cfg, 2, reread=False) is None
     assert "2 processes, this run has 1" in unusable(saved, 1, 5, cfg, 1, reread=False)
     assert "a cpu pipeline, this run builds a gpu one" in unusable(saved, 1, 5, replace(cfg, device="gpu"), 2, False)
@@ -124,7 +129,11 @@ def test_why_a_saved_state_is_not_used(tmp_path):
     del saved["train_list_sha256"]
     assert "records no training list" in unusable(saved, 1, 5, cfg, 2, reread=False)
     # nothing is stored at an epoch's start, nor when one rank has no state
-    assert saved_state("s", ["s"], 1, 0, cfg) is None and saved_state("s", ["s", None], 1, 5, cfg) is None
+    assert stored("s", ["s"], 1, 0, cfg) is None and stored("s", ["s", None], 1, 5, cfg) is None
+    # a list that is gone: no digest, so nothing is stored, and a resume reads again (the loader then names it)
+    gone = replace(cfg, train_list=tmp_path / "gone.txt")
+    assert list_digest(gone.train_list) == "" and stored("s", ["s"], 1, 5, gone) is None
+    assert "another training list" in unusable(saved_state("s", ["s"], 1, 5, "cpu", "x"), 1, 5, gone, 1, False)
 
 
 def test_a_state_taken_at_the_epochs_end_gives_an_empty_rest(sources):

@@ -47,7 +47,7 @@ PATTERN_SCALE = {"hstripes": 1.0, "checker": 0.6, "dots": 1.0, "vstripes": 1.5, 
 # Beyond ten classes (up to MAX_CLASSES, ImageNet's 1000 and more): a class is a (shape, pattern, hue) triple,
 # every shape with every pattern (10 x 9 = 90 pairs) in each of HUE_BINS hues. Neighbouring indices differ in
 # shape, pattern and hue alike, so the first N classes of any N are as varied as the set allows (classes 0-10
-# are 10 shapes, 10 patterns and 11 hues); its folder is "s<index, 4 digits>_<shape>_<pattern>_h<hue bin>", so
+# are 10 shapes, 9 patterns and 11 hues); its folder is "s<index, 4 digits>_<shape>_<pattern>_h<hue bin>", so
 # that sorted order stays label order. These are not the demo's ten classes: 10 or fewer gives those.
 SHAPES = tuple(dict.fromkeys(shape for shape, _ in DEMO_CLASSES))
 PATTERNS = tuple(PATTERN_SCALE)
