@@ -56,8 +56,9 @@ def saved_state(local: str | None, states: list[str | None], epoch: int, epoch_s
 
 
 def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, world_size: int,
-             reread: bool) -> str | None:
-    """Why this run cannot start epoch `epoch` at `epoch_step` from `saved`; None when it can."""
+             reread: bool, digest: str) -> str | None:
+    """Why this run cannot start epoch `epoch` at `epoch_step` from `saved` with the training list whose
+    sha256 is `digest` (list_digest); None when it can."""
     if reread:
         return "--resume-reread"
     if data.backend != "dali":
@@ -73,7 +74,7 @@ def unusable(saved: dict | None, epoch: int, epoch_step: int, data: DataConfig, 
         return f"its reader state is of a {saved['device']} pipeline, this run builds a {data.device} one"
     if "train_list_sha256" not in saved:
         return "its reader state records no training list (written before checkpoints stored it)"
-    if saved["train_list_sha256"] != list_digest(data.train_list):
+    if saved["train_list_sha256"] != digest:
         return f"its reader state is of another training list than {data.train_list} (its content has changed)"
     return None
 
@@ -85,11 +86,12 @@ def state_of(loader) -> str | None:
 
 
 def resumed_loader(data: DataConfig, ctx: parallel.ParallelContext, saved: dict | None, epoch: int, skip: int,
-                   reread: bool, make=make_loader):
+                   reread: bool, digest: str, make=make_loader):
     """The training loader of `epoch` for this rank, and whether it starts after the `skip` trained batches
     (True: restored from `saved`; False: a fresh one, whose first `skip` batches the caller reads and drops).
-    With skip > 0 the main process says which, in one line. `make`: the loader factory (pipeline.loader's)."""
-    why = unusable(saved, epoch, skip, data, ctx.world_size, reread) if skip else "nothing to skip"
+    With skip > 0 the main process says which, in one line. `digest`: list_digest of data.train_list, taken
+    as the loader is built; `make`: the loader factory (pipeline.loader's)."""
+    why = unusable(saved, epoch, skip, data, ctx.world_size, reread, digest) if skip else "nothing to skip"
     loader = None
     if why is None:
         try:

@@ -251,7 +251,8 @@ def train_epoch(session: Session, epoch: int, stop: StopRequest) -> tuple[bool, 
     data = replace(session.data, seed=run.seed + epoch)
     skip = pos.epoch_step if epoch == pos.epoch else 0
     session.train_digest = list_digest(data.train_list)  # before the loader reads it
-    loader, restored = resumed_loader(data, ctx, pos.reader, epoch, skip, run.reread, make_loader)
+    loader, restored = resumed_loader(data, ctx, pos.reader, epoch, skip, run.reread, session.train_digest,
+                                      make_loader)
     pos.reader = None  # used once, by the epoch it was saved in
     total = parallel.min_over_ranks(len(loader), ctx)  # DDP: shards may differ by a batch; all ranks stop here
     if total == 0:

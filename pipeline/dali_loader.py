@@ -13,7 +13,7 @@ import torch
 
 from pipeline.config import DataConfig
 from pipeline.errors import InputError, ReaderStateRefused
-from pipeline.graphs import READER_NAME, build_pipeline
+from pipeline.graphs import READER_NAME, build_pipeline, tracks_state
 from pipeline.shard_reader import list_folders, locate
 from pipeline.shards import Member, is_shard_list, read_member, shard_entry, split_entry, split_name
 from pipeline.signatures import HEAD_BYTES, image_format
@@ -133,18 +133,17 @@ class DaliLoader:
             if isinstance(error, ValueError):  # a bug, not the user's data
                 raise
             raise InputError(f"{cfg.root}: could not build the DALI {split} pipeline: {first}") from None
-        self._tracked = split == "train"  # build_pipeline tracks the state of training pipelines only
 
     def checkpoint(self) -> str | None:
         """This loader's state after the batches it has yielded (DALI's iterator accounts for the batches it
         has prefetched), for a later DaliLoader(checkpoint=...); None for validation loaders."""
-        return self._iterator.checkpoints()[0] if self._tracked else None
+        return self._iterator.checkpoints()[0] if tracks_state(self.split) else None
 
     def batches_left(self) -> int | None:
         """Training batches this loader will still yield in its epoch, as DALI's iterator counts them (a
         restored one counts from its checkpoint); None where that cannot be told (not "drop", another DALI)."""
         it = self._iterator
-        if not self._tracked or self.last_batch != "drop":
+        if not tracks_state(self.split) or self.last_batch != "drop":
             return None
         try:
             room = it._shard_sizes_per_gpu - it._counter_per_gpu - it._counter  # DALI 2.4 plugin/base_iterator.py

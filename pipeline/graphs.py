@@ -190,6 +190,12 @@ def _ten_crop(cfg: DataConfig, source, stats: ColourStats, raw: bool) -> object:
     return fn.stack(*views, axis=0)
 
 
+def tracks_state(split: Split) -> bool:
+    """Whether a split's pipeline tracks its state for checkpoints (DALI's enable_checkpointing): training
+    only, the one split a run stops and resumes in the middle of."""
+    return split == "train"
+
+
 def build_pipeline(
     cfg: DataConfig,
     split: Split,
@@ -254,7 +260,7 @@ def build_pipeline(
         define, batch_size=cfg.batch_size, num_threads=max(1, cfg.num_threads),  # 0: "no workers" for PIL
         device_id=(cfg.device_id or 0) if gpu else None,
         seed=pipeline_seed(cfg.seed, shard_id), prefetch_queue_depth=cfg.prefetch,
-        enable_checkpointing=split == "train", **restore,
+        enable_checkpointing=tracks_state(split), **restore,
     )
     if tars is not None:  # DALI opens the index files when the pipeline is built; they go with the pipeline
         weakref.finalize(pipe, shutil.rmtree, tars[2], True)

@@ -37,6 +37,20 @@ def stored(local, states, epoch, epoch_step, cfg):
     return saved_state(local, states, epoch, epoch_step, cfg.device, list_digest(cfg.train_list))
 
 
+def why(saved, epoch, epoch_step, cfg, world_size, reread):
+    """unusable as resumed_loader calls it, with the digest of cfg's training list as it is now."""
+    return unusable(saved, epoch, epoch_step, cfg, world_size, reread, list_digest(cfg.train_list))
+
+
+def state_after(cfg, batches: int) -> str:
+    """The reader state of a fresh training loader of cfg after it has yielded `batches` batches."""
+    loader = make_loader(cfg, "train")
+    read = iter(loader)
+    for _ in range(batches):
+        next(read)
+    return loader.checkpoint()
+
+
 def read_all(batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(images.clone(), labels.clone()) for images, labels in batches]
 
@@ -78,18 +92,18 @@ CTX = parallel.init_parallel("none", "cpu", None)
 def test_resumed_loader_falls_back_to_reading_and_says_why(sources, capsys):
     cfg = sources["files"]
     saved = stored("x", ["x"], 2, 3, cfg)
-    loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False,
+                                      digest=list_digest(cfg.train_list))
     assert not restored and len(loader) == 9  # a fresh loader: the caller reads the 3 batches again
     assert "resuming epoch 2 at batch 3: reading the 3 trained batches again: DALI could not restore" in capsys.readouterr().err
-    good = make_loader(cfg, "train")
-    batches = iter(good)
-    for _ in range(3):
-        next(batches)
-    saved = stored(good.checkpoint(), [good.checkpoint()], 2, 3, cfg)
-    loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False)
+    good = state_after(cfg, 3)
+    saved = stored(good, [good], 2, 3, cfg)
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=False,
+                                      digest=list_digest(cfg.train_list))
     assert restored and loader.batches_left() == 6 and sum(1 for _ in loader) == 6
     assert "restored DALI's reader state: nothing decoded again" in capsys.readouterr().err
-    _, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=True)
+    _, restored = resumed_loader(cfg, CTX, saved, epoch=2, skip=3, reread=True,
+                                 digest=list_digest(cfg.train_list))
     assert not restored and "again: --resume-reread" in capsys.readouterr().err
 
 
@@ -99,17 +113,16 @@ def test_a_state_of_another_training_list_is_not_used(sources, tmp_path, capsys)
     shorter = tmp_path / "train.txt"
     shorter.write_text("".join(cfg.train_list.read_text().splitlines(keepends=True)[:24]))
     old = replace(cfg, train_list=shorter)
-    loader = make_loader(old, "train")
-    batches = iter(loader)
-    for _ in range(2):
-        next(batches)
-    saved = stored(loader.checkpoint(), [loader.checkpoint()], 0, 2, old)
-    loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False)
+    state = state_after(old, 2)
+    saved = stored(state, [state], 0, 2, old)
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False,
+                                      digest=list_digest(cfg.train_list))
     assert not restored and len(loader) == 9
     assert "another training list than" in capsys.readouterr().err
     # and were the digest to match, the restored reader's own count would give it away
     saved["train_list_sha256"] = list_digest(cfg.train_list)
-    loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False)
+    loader, restored = resumed_loader(cfg, CTX, saved, epoch=0, skip=2, reread=False,
+                                      digest=list_digest(cfg.train_list))
     assert not restored and "batches left where the epoch has 7" in capsys.readouterr().err
 
 
@@ -118,32 +131,28 @@ def test_why_a_saved_state_is_not_used(tmp_path):
     listed.write_text("a.JPEG 0\n")
     cfg = DataConfig(root=Path("r"), train_list=listed, val_list=None, device="cpu")
     saved = stored("s", ["s", "s"], 1, 5, cfg)
-    assert unusable(saved, 1, 5, cfg, 2, reread=False) is None
-    assert "2 processes, this run has 1" in unusable(saved, 1, 5, cfg, 1, reread=False)
-    assert "a cpu pipeline, this run builds a gpu one" in unusable(saved, 1, 5, replace(cfg, device="gpu"), 2, False)
-    assert "epoch 1 batch 5" in unusable(saved, 1, 6, cfg, 2, reread=False)
-    assert "PIL baseline" in unusable(saved, 1, 5, replace(cfg, backend="pil"), 2, reread=False)
-    assert "stores no DALI reader state" in unusable(None, 1, 5, cfg, 2, reread=False)
+    assert why(saved, 1, 5, cfg, 2, reread=False) is None
+    assert "2 processes, this run has 1" in why(saved, 1, 5, cfg, 1, reread=False)
+    assert "a cpu pipeline, this run builds a gpu one" in why(saved, 1, 5, replace(cfg, device="gpu"), 2, False)
+    assert "epoch 1 batch 5" in why(saved, 1, 6, cfg, 2, reread=False)
+    assert "PIL baseline" in why(saved, 1, 5, replace(cfg, backend="pil"), 2, reread=False)
+    assert "stores no DALI reader state" in why(None, 1, 5, cfg, 2, reread=False)
     listed.write_text("b.JPEG 0\n")
-    assert "another training list" in unusable(saved, 1, 5, cfg, 2, reread=False)
+    assert "another training list" in why(saved, 1, 5, cfg, 2, reread=False)
     del saved["train_list_sha256"]
-    assert "records no training list" in unusable(saved, 1, 5, cfg, 2, reread=False)
+    assert "records no training list" in why(saved, 1, 5, cfg, 2, reread=False)
     # nothing is stored at an epoch's start, nor when one rank has no state
     assert stored("s", ["s"], 1, 0, cfg) is None and stored("s", ["s", None], 1, 5, cfg) is None
     # a list that is gone: no digest, so nothing is stored, and a resume reads again (the loader then names it)
     gone = replace(cfg, train_list=tmp_path / "gone.txt")
     assert list_digest(gone.train_list) == "" and stored("s", ["s"], 1, 5, gone) is None
-    assert "another training list" in unusable(saved_state("s", ["s"], 1, 5, "cpu", "x"), 1, 5, gone, 1, False)
+    assert "another training list" in why(saved_state("s", ["s"], 1, 5, "cpu", "x"), 1, 5, gone, 1, False)
 
 
 def test_a_state_taken_at_the_epochs_end_gives_an_empty_rest(sources):
     """A stop on the epoch's last batch stores the state after it: the resumed epoch has nothing left to read."""
     cfg = sources["files"]
-    loader = make_loader(cfg, "train")
-    batches = iter(loader)
-    for _ in range(len(loader)):
-        next(batches)
-    restored = make_loader(cfg, "train", checkpoint=loader.checkpoint())
+    restored = make_loader(cfg, "train", checkpoint=state_after(cfg, len(make_loader(cfg, "train"))))
     assert read_all(restored) == []
 
 
@@ -163,7 +172,7 @@ def test_tracking_the_state_changes_no_batch(sources, source, monkeypatch):
 
     monkeypatch.setattr(graphs, "conditional_pipeline", untracked)
     plain = make_loader(cfg, "train")
-    assert plain._tracked and not plain._iterator._enable_checkpointing  # really built without it
+    assert graphs.tracks_state(plain.split) and not plain._iterator._enable_checkpointing  # really built without it
     untracked_batches = read_all(plain)
     assert len(tracked) == len(untracked_batches) == 9
     for (images, labels), (images2, labels2) in zip(tracked, untracked_batches):
